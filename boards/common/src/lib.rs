@@ -1,0 +1,37 @@
+//! Board support shared by the QEMU boards (`boards/q35`, `boards/virt`).
+//!
+//! A board boots the CPU, installs a console sink, reads its firmware tables
+//! into a [`platform::Platform`], and hands over to [`board_main`], which
+//! enumerates PCI, assigns BARs, prints what it found and runs the on-target
+//! test suites through the [`harness`].
+//!
+//! The parsers (`acpi`, `fdt`) are plain `no_std` code over byte slices and
+//! are tested on the host.
+
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+pub mod acpi;
+pub mod cmdline;
+pub mod console;
+pub mod edu;
+pub mod fdt;
+pub mod harness;
+pub mod pci;
+pub mod platform;
+pub mod suites;
+
+/// What the board provides to the shared code besides the [`platform::Platform`].
+#[derive(Clone, Copy)]
+pub struct BoardOps {
+    /// Leave the machine with an exit code the host sees as QEMU's exit status
+    /// (0 = all tests passed).
+    pub exit: fn(code: u8) -> !,
+    /// Monotonic time in nanoseconds since an arbitrary origin.
+    pub now_ns: fn() -> u64,
+}
+
+/// Shared main: discovery report, PCI bring-up and the test suites. Never returns.
+pub fn board_main(platform: platform::Platform, ops: BoardOps) -> ! {
+    harness::main(platform, ops)
+}
