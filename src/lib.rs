@@ -1,2 +1,21 @@
-//! Register-level Intel VT-d and Arm SMMUv3 drivers (in progress).
+//! Register-level drivers for Intel VT-d and Arm SMMUv3 IOMMUs, for
+//! hypervisors, unikernels and firmware.
+//!
+//! `#![no_std]`, no allocator required. The embedder maps each IOMMU's
+//! register block (found through its firmware tables: ACPI DMAR, device tree,
+//! IORT) and hands the crate a pointer to it.
+//!
+//! What exists today: typed register blocks and decoders for the
+//! identification and capability registers of both architectures
+//! ([`drivers::vtd`], [`drivers::smmuv3`]). Translation, queues and the
+//! hardware-agnostic layer are being built on top; see the README's feature
+//! table for what is verified where.
+
 #![no_std]
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod drivers;
+pub mod error;
+
+pub use error::Error;

@@ -130,3 +130,17 @@ unsafe impl defmt::Logger for Logger {
         encoder.write(bytes, |b| out.push(b));
     }
 }
+
+/// After a panic: close any frame the panic interrupted so the panic report
+/// is emitted as a frame of its own (the interrupted frame ends early and the
+/// host counts it as malformed, which fails the run as it should).
+pub fn reset_after_panic() {
+    if DEPTH.swap(0, Ordering::AcqRel) != 0 {
+        // SAFETY: single core; the interrupted frame will never resume (we are
+        // in the panic handler and do not return).
+        let st = unsafe { &mut *STATE.0.get() };
+        let State { encoder, out } = st;
+        encoder.end_frame(|b| out.push(b));
+        out.flush();
+    }
+}

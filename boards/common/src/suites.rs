@@ -1,1 +1,936 @@
-//! (in progress)
+//! The discovery report and the on-target test suites.
+
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+
+use iommu::drivers::smmuv3::{self, SmmuV3};
+use iommu::drivers::vtd::{self, VtdUnit};
+
+use crate::edu::{self, Edu, EduError};
+use crate::harness::{Ctx, Suite, Test, TestResult};
+use crate::pci::{self, BarKind, Topology};
+use crate::platform::{IommuKind, IommuUnit, Platform, WindowKind};
+use crate::{check, check_eq, cmdline, skip, tryx};
+
+fn vtd_unit(u: &IommuUnit) -> Option<VtdUnit> {
+    let base = NonNull::new(pci::phys_ptr(u.base))?;
+    // SAFETY: `base` is a DRHD register base from the DMAR table, identity-mapped
+    // as device memory by the board; only this single-threaded code touches it.
+    Some(unsafe { VtdUnit::new(base) })
+}
+
+fn smmu_unit(u: &IommuUnit) -> Option<SmmuV3> {
+    let base = NonNull::new(pci::phys_ptr(u.base))?;
+    // SAFETY: `base` is an "arm,smmu-v3" reg base from the device tree (128 KiB),
+    // identity-mapped as device memory by the board; only this code touches it.
+    Some(unsafe { SmmuV3::new(base) })
+}
+
+fn report_vtd(i: usize, u: &IommuUnit) {
+    let Some(unit) = vtd_unit(u) else { return };
+    let id = unit.identity();
+    let (c, e) = (id.cap, id.ecap);
+    defmt::println!(
+        "IOMMU #{=usize}: VT-d {=u8}.{=u8} at {=u64:#x} (segment {=u16}, {=str}), CAP {=u64:#018x} ECAP {=u64:#018x}",
+        i,
+        id.version.major,
+        id.version.minor,
+        u.base,
+        u.segment,
+        if u.include_all {
+            "INCLUDE_PCI_ALL"
+        } else {
+            "scoped"
+        },
+        c.raw,
+        e.raw
+    );
+    defmt::println!(
+        "  domains {=u32}, SAGAW {=u8:#x} (bit1 39-bit, bit2 48-bit, bit3 57-bit), MGAW {=u8}, SL large pages {=u8:#x}, caching mode {=bool}, PSI {=bool} MAMV {=u8}, {=u16} fault record(s) at {=usize:#x}, IOTLB regs at {=usize:#x}",
+        c.domains,
+        c.sagaw.bits(),
+        c.mgaw,
+        c.sl_large_pages.bits(),
+        c.caching_mode,
+        c.page_selective_invalidation,
+        c.max_address_mask,
+        c.fault_records,
+        c.fault_record_offset,
+        e.iotlb_offset
+    );
+    defmt::println!(
+        "  QI {=bool} IR {=bool} PT {=bool} DT {=bool} coherent {=bool} scalable {=bool} first-level {=bool} second-level {=bool} nested {=bool} PASID {=u8} bits PRS {=bool}; translation enabled {=bool}",
+        e.queued_invalidation,
+        e.interrupt_remapping,
+        e.pass_through,
+        e.device_tlb,
+        e.coherent,
+        e.scalable_mode,
+        e.first_level,
+        e.second_level,
+        e.nested,
+        e.pasid_bits,
+        e.page_requests,
+        unit.translation_enabled()
+    );
+    for s in &u.scopes {
+        defmt::println!("  scope {}", s);
+    }
+}
+
+fn report_smmu(i: usize, u: &IommuUnit) {
+    let Some(unit) = smmu_unit(u) else { return };
+    let id = unit.identity();
+    let (i0, i1, i5) = (id.idr0, id.idr1, id.idr5);
+    defmt::println!(
+        "IOMMU #{=usize}: SMMUv3.{=u8} at {=u64:#x} size {=u64:#x}, IIDR {=u32:#x}, IDR0 {=u32:#010x} IDR1 {=u32:#010x} IDR3 {=u32:#010x} IDR5 {=u32:#010x}",
+        i,
+        id.aidr.minor,
+        u.base,
+        u.size,
+        id.iidr.raw,
+        i0.raw,
+        i1.raw,
+        id.idr3.raw,
+        i5.raw
+    );
+    defmt::println!(
+        "  stage1 {=bool} stage2 {=bool} AArch64 tables {=bool} coherent {=bool} ASID16 {=bool} VMID16 {=bool} 2-level stream table {=bool} ATS {=bool} PRI {=bool} MSI {=bool} HTTU {=bool}",
+        i0.stage1,
+        i0.stage2,
+        matches!(
+            i0.table_formats,
+            smmuv3::regs::TableFormats::AArch64 | smmuv3::regs::TableFormats::Both
+        ),
+        i0.coherent,
+        i0.asid16,
+        i0.vmid16,
+        i0.two_level_stream_table,
+        i0.ats,
+        i0.pri,
+        i0.msi,
+        i0.httu_access
+    );
+    defmt::println!(
+        "  StreamID {=u8} bits, SubstreamID {=u8} bits, cmdq 2^{=u8}, eventq 2^{=u8}, OAS {=u8} bits, granules 4K {=bool} 16K {=bool} 64K {=bool}, range invalidation {=bool}; enabled {=bool}, bypass aborts {=bool}",
+        i1.sid_bits,
+        i1.ssid_bits,
+        i1.cmdq_log2,
+        i1.eventq_log2,
+        i5.oas_bits,
+        i5.gran_4k,
+        i5.gran_16k,
+        i5.gran_64k,
+        id.idr3.ril,
+        unit.enabled(),
+        unit.bypass_aborts()
+    );
+}
+
+/// Print everything found: IOMMUs with their capabilities, reserved regions,
+/// and each PCI function with its BARs and the IOMMU that covers it.
+pub fn report(p: &Platform, t: &Topology) {
+    defmt::println!(
+        "board {=str}, command line \"{=str}\"",
+        p.board,
+        p.cmdline.as_str()
+    );
+    for r in &p.ram {
+        defmt::println!("RAM {=u64:#x}..{=u64:#x}", r.base, r.end());
+    }
+    for e in &p.ecam {
+        defmt::println!(
+            "ECAM segment {=u16} buses {=u8}-{=u8} at {=u64:#x}",
+            e.segment,
+            e.bus_start,
+            e.bus_end,
+            e.base
+        );
+    }
+    for w in &p.windows {
+        defmt::println!(
+            "host bridge window {} pref {=bool}: cpu {=u64:#x} pci {=u64:#x} size {=u64:#x}",
+            w.kind,
+            w.prefetchable,
+            w.cpu_base,
+            w.pci_base,
+            w.size
+        );
+    }
+    for (i, u) in p.iommus.iter().enumerate() {
+        match u.kind {
+            IommuKind::Vtd => report_vtd(i, u),
+            IommuKind::SmmuV3 => report_smmu(i, u),
+        }
+    }
+    for m in &p.rid_maps {
+        defmt::println!(
+            "iommu-map: RIDs {=u32:#x}+{=u32:#x} -> IOMMU #{=usize} StreamIDs from {=u32:#x}",
+            m.rid_base,
+            m.len,
+            m.iommu,
+            m.sid_base
+        );
+    }
+    for r in &p.rmrrs {
+        defmt::println!(
+            "RMRR {=u64:#x}..={=u64:#x} segment {=u16}",
+            r.base,
+            r.limit,
+            r.segment
+        );
+    }
+    for a in &p.atsrs {
+        defmt::println!(
+            "ATSR segment {=u16} all ports {=bool}",
+            a.segment,
+            a.all_ports
+        );
+    }
+    for d in &t.devices {
+        let cov = pci::coverage(p, t, d);
+        let (iommu, sid) = cov
+            .map(|c| (c.iommu as i32, c.stream_id))
+            .unwrap_or((-1, 0));
+        defmt::println!(
+            "PCI {=u16:04x}:{=u8:02x}:{=u8:02x}.{=u8} {=u16:04x}:{=u16:04x} class {=u32:06x} -> IOMMU #{=i32} {=str} {=u32:#x}",
+            d.segment,
+            d.bdf.bus,
+            d.bdf.dev,
+            d.bdf.func,
+            d.vendor,
+            d.device,
+            d.class,
+            iommu,
+            match cov.map(|c| p.iommus[c.iommu].kind) {
+                Some(IommuKind::Vtd) => "source-id",
+                Some(IommuKind::SmmuV3) => "StreamID",
+                None => "(none)",
+            },
+            sid
+        );
+        for b in &d.bars {
+            defmt::println!(
+                "    BAR{=u8} {} pref {=bool} size {=u64:#x} at {=u64:#x}",
+                b.index,
+                b.kind,
+                b.prefetchable,
+                b.size,
+                b.cpu_addr.unwrap_or(0)
+            );
+        }
+    }
+    for e in &t.errors {
+        defmt::println!("PCI bring-up problem: {}", e);
+    }
+}
+
+// ---------------------------------------------------------------- discovery
+
+fn firmware_tables(c: &Ctx) -> TestResult {
+    let p = c.platform;
+    check!(!p.ram.is_empty(), "no RAM region from firmware");
+    check!(!p.ecam.is_empty(), "no ECAM window from firmware");
+    check!(
+        p.windows
+            .iter()
+            .any(|w| w.kind == WindowKind::Mem32 && w.size >= 1 << 20),
+        "no 32-bit host bridge memory window of at least 1 MiB"
+    );
+    let want = match p.board {
+        "q35" => IommuKind::Vtd,
+        _ => IommuKind::SmmuV3,
+    };
+    check!(
+        p.iommus.iter().any(|u| u.kind == want),
+        "board {} has no {:?} unit in its firmware tables",
+        p.board,
+        want
+    );
+    for u in &p.iommus {
+        check!(
+            u.base != 0 && u.base % 4096 == 0,
+            "IOMMU base {:#x} not page aligned",
+            u.base
+        );
+    }
+    if want == IommuKind::SmmuV3 {
+        check!(
+            !p.rid_maps.is_empty(),
+            "no iommu-map on the PCIe host bridge"
+        );
+    }
+    Ok(())
+}
+
+fn pci_devices(c: &Ctx) -> TestResult {
+    check!(!c.pci.devices.is_empty(), "no PCI function found");
+    check!(
+        c.pci.errors.is_empty(),
+        "PCI bring-up problems: {:?}",
+        c.pci.errors.as_slice()
+    );
+    let found = c.pci.find(edu::VENDOR, edu::DEVICE).count();
+    match cmdline::get(&c.platform.cmdline, "iommu.edus").and_then(|v| v.parse::<usize>().ok()) {
+        Some(want) => check_eq!(
+            found,
+            want,
+            "edu devices found vs. on the QEMU command line"
+        ),
+        None => check!(found >= 1, "no edu device"),
+    }
+    Ok(())
+}
+
+fn bars_inside_windows(c: &Ctx) -> TestResult {
+    let mut assigned: heapless::Vec<(u64, u64), 128> = heapless::Vec::new();
+    for d in &c.pci.devices {
+        for b in d.bars.iter().filter(|b| b.kind != BarKind::Io) {
+            let (Some(pci), Some(cpu)) = (b.pci_addr, b.cpu_addr) else {
+                check!(false, "{:?} BAR{} not assigned", d.bdf, b.index);
+                continue;
+            };
+            check!(
+                pci % b.size == 0,
+                "{:?} BAR{} at {:#x} not aligned to its size",
+                d.bdf,
+                b.index,
+                pci
+            );
+            let inside = c.platform.windows.iter().any(|w| {
+                w.kind != WindowKind::Io
+                    && pci >= w.pci_base
+                    && pci + b.size <= w.pci_base + w.size
+                    && cpu - pci == w.cpu_base - w.pci_base
+            });
+            check!(
+                inside,
+                "{:?} BAR{} at {:#x} outside every window",
+                d.bdf,
+                b.index,
+                pci
+            );
+            if b.kind == BarKind::Mem32 {
+                check!(pci + b.size <= 1 << 32, "32-bit BAR above 4 GiB");
+            }
+            for &(s, e) in &assigned {
+                check!(pci + b.size <= s || pci >= e, "BARs overlap at {:#x}", pci);
+            }
+            let _ = assigned.push((pci, pci + b.size));
+        }
+    }
+    Ok(())
+}
+
+fn every_device_covered(c: &Ctx) -> TestResult {
+    for d in &c.pci.devices {
+        // Host bridges do not master DMA through the IOMMU.
+        if d.class >> 8 == 0x0600 {
+            continue;
+        }
+        let cov = pci::coverage(c.platform, c.pci, d);
+        check!(
+            cov.is_some(),
+            "{:?} {:04x}:{:04x} not covered by any IOMMU",
+            d.bdf,
+            d.vendor,
+            d.device
+        );
+        if let Some(cov) = cov {
+            let u = &c.platform.iommus[cov.iommu];
+            if u.kind == IommuKind::SmmuV3 {
+                if let Some(s) = smmu_unit(u) {
+                    let bits = s.identity().idr1.sid_bits;
+                    check!(
+                        bits >= 32 || cov.stream_id < 1 << bits,
+                        "StreamID {:#x} beyond the SMMU's {} bits",
+                        cov.stream_id,
+                        bits
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+static DISCOVERY: Suite = Suite {
+    name: "discovery",
+    tests: &[
+        Test {
+            name: "firmware_tables",
+            run: firmware_tables,
+        },
+        Test {
+            name: "pci_devices",
+            run: pci_devices,
+        },
+        Test {
+            name: "bars_inside_windows",
+            run: bars_inside_windows,
+        },
+        Test {
+            name: "every_device_covered",
+            run: every_device_covered,
+        },
+    ],
+};
+
+// ---------------------------------------------------------------- VT-d
+
+/// What a q35 profile's intel-iommu must expose (from QEMU 10.0's model).
+struct VtdExpect {
+    profile: &'static str,
+    scalable: bool,
+    first_level: bool,
+    second_level: bool,
+}
+
+const VTD_EXPECT: &[VtdExpect] = &[
+    VtdExpect {
+        profile: "q35-legacy",
+        scalable: false,
+        first_level: false,
+        second_level: false,
+    },
+    VtdExpect {
+        profile: "q35-scalable",
+        scalable: true,
+        first_level: false,
+        second_level: true,
+    },
+    VtdExpect {
+        profile: "q35-flts",
+        scalable: true,
+        first_level: true,
+        second_level: false,
+    },
+];
+
+fn vtd_units<'a>(c: &'a Ctx) -> impl Iterator<Item = (&'a IommuUnit, VtdUnit)> {
+    c.platform
+        .iommus
+        .iter()
+        .filter(|u| u.kind == IommuKind::Vtd)
+        .filter_map(|u| vtd_unit(u).map(|v| (u, v)))
+}
+
+fn vtd_registers_decode(c: &Ctx) -> TestResult {
+    let mut n = 0;
+    for (u, unit) in vtd_units(c) {
+        n += 1;
+        let id = unit.identity();
+        check!(
+            id.version.major >= 1,
+            "VER {:?}: major version 0",
+            id.version
+        );
+        check!(
+            !id.cap.sagaw.is_empty(),
+            "CAP.SAGAW empty: no walkable address width"
+        );
+        check!(id.cap.mgaw >= 39, "MGAW {} below 39 bits", id.cap.mgaw);
+        check!(id.cap.domains >= 16, "fewer than 16 domains");
+        // The fault-recording and IOTLB registers must lie inside the DRHD's register set.
+        check!(
+            id.register_span() as u64 <= u.size,
+            "registers span {:#x} bytes but the DRHD declares {:#x}",
+            id.register_span(),
+            u.size
+        );
+        check!(
+            id.cap.fault_record_offset >= 0x100,
+            "FRO {:#x} overlaps the fixed registers",
+            id.cap.fault_record_offset
+        );
+        check!(
+            id.ecap.iotlb_offset >= 0xf0,
+            "IRO {:#x} overlaps the fixed registers",
+            id.ecap.iotlb_offset
+        );
+        check!(
+            !unit.translation_enabled(),
+            "translation already enabled at boot (GSTS {:#x})",
+            unit.global_status()
+        );
+        // Raw and decoded agree on a few fields taken straight from the spec's bit positions.
+        check_eq!(id.cap.caching_mode, id.cap.raw & (1 << 7) != 0, "CAP.CM");
+        check_eq!(
+            id.ecap.queued_invalidation,
+            id.ecap.raw & (1 << 1) != 0,
+            "ECAP.QI"
+        );
+    }
+    if n == 0 {
+        skip!("no VT-d unit on this board");
+    }
+    Ok(())
+}
+
+fn vtd_profile_capabilities(c: &Ctx) -> TestResult {
+    if c.platform.iommus.iter().all(|u| u.kind != IommuKind::Vtd) {
+        skip!("no VT-d unit on this board");
+    }
+    let Some(profile) = c.profile() else {
+        skip!("no iommu.profile on the command line")
+    };
+    let Some(want) = VTD_EXPECT.iter().find(|e| e.profile == profile) else {
+        skip!("no expectations for profile {}", profile)
+    };
+    for (_, unit) in vtd_units(c) {
+        let id = unit.identity();
+        let (cap, e) = (id.cap, id.ecap);
+        check_eq!(id.version.major, 1, "VER major (QEMU models VT-d 1.0)");
+        check!(e.queued_invalidation, "ECAP.QI missing");
+        check!(e.interrupt_remapping, "ECAP.IR missing");
+        check!(e.pass_through, "ECAP.PT missing");
+        check!(
+            cap.sagaw.contains(vtd::regs::Sagaw::AW48_4LEVEL),
+            "SAGAW lacks 48-bit: {:?}",
+            cap.sagaw
+        );
+        check_eq!(cap.mgaw, 48, "MGAW");
+        check!(
+            cap.sl_large_pages.contains(vtd::regs::LargePages::SIZE_2M),
+            "SLLPS lacks 2 MiB"
+        );
+        check!(cap.page_selective_invalidation, "CAP.PSI missing");
+        check_eq!(e.scalable_mode, want.scalable, "ECAP.SMTS");
+        check_eq!(e.first_level, want.first_level, "ECAP.FLTS");
+        check_eq!(e.second_level, want.second_level, "ECAP.SLTS");
+        check!(
+            !e.page_requests,
+            "ECAP.PRS set but QEMU has no page-request queue"
+        );
+    }
+    Ok(())
+}
+
+static VTD: Suite = Suite {
+    name: "vtd",
+    tests: &[
+        Test {
+            name: "registers_decode",
+            run: vtd_registers_decode,
+        },
+        Test {
+            name: "profile_capabilities",
+            run: vtd_profile_capabilities,
+        },
+    ],
+};
+
+// ---------------------------------------------------------------- SMMUv3
+
+fn smmu_units<'a>(c: &'a Ctx) -> impl Iterator<Item = (&'a IommuUnit, SmmuV3)> {
+    c.platform
+        .iommus
+        .iter()
+        .filter(|u| u.kind == IommuKind::SmmuV3)
+        .filter_map(|u| smmu_unit(u).map(|s| (u, s)))
+}
+
+fn smmu_registers_decode(c: &Ctx) -> TestResult {
+    let mut n = 0;
+    for (u, s) in smmu_units(c) {
+        n += 1;
+        let id = s.identity();
+        check!(
+            u.size >= 0x20000,
+            "SMMU region {:#x} smaller than two register pages",
+            u.size
+        );
+        check_eq!(id.aidr.major, 0, "AIDR major (0 = SMMUv3)");
+        check!(
+            id.idr0.stage1 || id.idr0.stage2,
+            "neither stage 1 nor stage 2"
+        );
+        check!(id.idr1.sid_bits <= 32, "SIDSIZE {} > 32", id.idr1.sid_bits);
+        check!(
+            id.idr1.ssid_bits <= 20,
+            "SSIDSIZE {} > 20",
+            id.idr1.ssid_bits
+        );
+        check!(
+            id.idr5.gran_4k || id.idr5.gran_16k || id.idr5.gran_64k,
+            "no translation granule"
+        );
+        check!(!s.enabled(), "SMMU already enabled at boot");
+        check_eq!(id.idr0.stage2, id.idr0.raw & 1 != 0, "IDR0.S2P");
+        check_eq!(id.idr1.sid_bits as u32, id.idr1.raw & 0x3f, "IDR1.SIDSIZE");
+    }
+    if n == 0 {
+        skip!("no SMMUv3 on this board");
+    }
+    Ok(())
+}
+
+fn smmu_profile_capabilities(c: &Ctx) -> TestResult {
+    if c.platform
+        .iommus
+        .iter()
+        .all(|u| u.kind != IommuKind::SmmuV3)
+    {
+        skip!("no SMMUv3 on this board");
+    }
+    let Some(profile) = c.profile() else {
+        skip!("no iommu.profile on the command line")
+    };
+    let stage2 = match profile {
+        "virt-nested" => true,
+        "virt-s1" => false,
+        other => skip!("no expectations for profile {}", other),
+    };
+    for (_, s) in smmu_units(c) {
+        let id = s.identity();
+        let (i0, i1, i5) = (id.idr0, id.idr1, id.idr5);
+        check!(i0.stage1, "IDR0.S1P missing");
+        check_eq!(i0.stage2, stage2, "IDR0.S2P");
+        check_eq!(
+            i0.table_formats,
+            smmuv3::regs::TableFormats::AArch64,
+            "IDR0.TTF"
+        );
+        check!(i0.coherent, "IDR0.COHACC missing");
+        check!(i0.asid16, "IDR0.ASID16 missing");
+        check!(i0.two_level_stream_table, "IDR0.ST_LEVEL not 2-level");
+        check!(!i0.ats && !i0.pri, "ATS/PRI advertised but not modelled");
+        check_eq!(
+            i0.stall_model,
+            smmuv3::regs::StallModel::TerminateOnly,
+            "IDR0.STALL_MODEL"
+        );
+        check_eq!(i1.sid_bits, 16, "IDR1.SIDSIZE");
+        check_eq!(i1.ssid_bits, 0, "IDR1.SSIDSIZE (QEMU has no substreams)");
+        check_eq!(i5.oas_bits, 44, "IDR5.OAS");
+        check!(i5.gran_4k, "IDR5.GRAN4K missing");
+        check!(id.idr3.ril, "IDR3.RIL missing");
+        if stage2 {
+            check!(i0.vmid16, "IDR0.VMID16 missing with stage 2");
+        }
+    }
+    Ok(())
+}
+
+static SMMU: Suite = Suite {
+    name: "smmuv3",
+    tests: &[
+        Test {
+            name: "registers_decode",
+            run: smmu_registers_decode,
+        },
+        Test {
+            name: "profile_capabilities",
+            run: smmu_profile_capabilities,
+        },
+    ],
+};
+
+// ---------------------------------------------------------------- edu DMA
+
+#[repr(C, align(4096))]
+struct DmaPage(UnsafeCell<[u8; edu::BUF_SIZE]>);
+// SAFETY: the tests run on one core, one at a time; the pages are only touched
+// through volatile accesses below and by the device while a test waits for it.
+unsafe impl Sync for DmaPage {}
+
+static SRC: DmaPage = DmaPage(UnsafeCell::new([0; edu::BUF_SIZE]));
+static DST: DmaPage = DmaPage(UnsafeCell::new([0; edu::BUF_SIZE]));
+
+impl DmaPage {
+    /// Bus address: physical, as no IOMMU translates yet (identity-mapped board).
+    fn bus(&self) -> u64 {
+        self.0.get() as u64
+    }
+    fn set(&self, i: usize, v: u8) {
+        // SAFETY: `i` is checked by the slice bound below; single-threaded access.
+        unsafe { core::ptr::write_volatile(&mut (*self.0.get())[i], v) }
+    }
+    fn get(&self, i: usize) -> u8 {
+        // SAFETY: as in `set`; volatile because the device writes behind the compiler's back.
+        unsafe { core::ptr::read_volatile(&(*self.0.get())[i]) }
+    }
+    fn fill(&self, seed: u32) {
+        let mut x = seed | 1;
+        for i in 0..edu::BUF_SIZE {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            self.set(i, x as u8);
+        }
+    }
+    fn fill_const(&self, v: u8) {
+        for i in 0..edu::BUF_SIZE {
+            self.set(i, v);
+        }
+    }
+}
+
+/// First index in `range` where DST differs from `want(i)`.
+fn first_mismatch(
+    range: core::ops::Range<usize>,
+    want: impl Fn(usize) -> u8,
+) -> Option<(usize, u8, u8)> {
+    range.into_iter().find_map(|i| {
+        let (got, w) = (DST.get(i), want(i));
+        (got != w).then_some((i, got, w))
+    })
+}
+
+const DMA_TIMEOUT_NS: u64 = 5_000_000_000;
+
+fn edus(c: &Ctx) -> Result<heapless::Vec<Edu, 8>, crate::harness::Failure> {
+    let all = Edu::all(c.pci);
+    if all.is_empty() {
+        return Err(crate::harness::Failure::skip(format_args!(
+            "no edu device with BAR0"
+        )));
+    }
+    Ok(all)
+}
+
+fn iommus_not_translating(c: &Ctx) -> TestResult {
+    for (_, v) in vtd_units(c) {
+        check!(!v.translation_enabled(), "VT-d translation enabled");
+    }
+    for (_, s) in smmu_units(c) {
+        check!(!s.enabled(), "SMMU enabled");
+        check!(
+            !s.bypass_aborts(),
+            "SMMU GBPA aborts traffic while disabled"
+        );
+    }
+    Ok(())
+}
+
+fn edu_identity(c: &Ctx) -> TestResult {
+    for e in edus(c)? {
+        check_eq!(e.id(), edu::ID_VALUE, "edu ID register at {:?}", e.bdf);
+        for v in [0u32, 0x1234_5678, 0xffff_ffff] {
+            check_eq!(e.liveness(v), !v, "edu liveness inverts");
+        }
+    }
+    Ok(())
+}
+
+fn edu_dma_untranslated(c: &Ctx) -> TestResult {
+    iommus_not_translating(c)?;
+    let now = c.ops.now_ns;
+    for (n, e) in edus(c)?.iter().enumerate() {
+        e.set_bus_master(true);
+        // Whole buffer: RAM -> device -> RAM.
+        SRC.fill(0x9e37_79b9 ^ n as u32);
+        DST.fill_const(0xa5);
+        tryx!(
+            e.copy_to_device(SRC.bus(), 0, edu::BUF_SIZE, now, DMA_TIMEOUT_NS),
+            "RAM->edu"
+        );
+        tryx!(
+            e.copy_from_device(0, DST.bus(), edu::BUF_SIZE, now, DMA_TIMEOUT_NS),
+            "edu->RAM"
+        );
+        if let Some((i, got, want)) = first_mismatch(0..edu::BUF_SIZE, |i| SRC.get(i)) {
+            check!(
+                false,
+                "{:?} full round trip: byte {} is {:#x}, want {:#x}",
+                e.bdf,
+                i,
+                got,
+                want
+            );
+        }
+        // Offsets and lengths: 300 bytes from SRC+100 into the device at 200.
+        let mut before = [0u8; edu::BUF_SIZE];
+        for (i, b) in before.iter_mut().enumerate() {
+            *b = SRC.get(i);
+        }
+        SRC.fill(0x51ed_270b ^ n as u32);
+        tryx!(
+            e.copy_to_device(SRC.bus() + 100, 200, 300, now, DMA_TIMEOUT_NS),
+            "partial RAM->edu"
+        );
+        DST.fill_const(0x5a);
+        tryx!(
+            e.copy_from_device(0, DST.bus(), edu::BUF_SIZE, now, DMA_TIMEOUT_NS),
+            "edu->RAM after partial"
+        );
+        let want = |i: usize| {
+            if (200..500).contains(&i) {
+                SRC.get(i - 100)
+            } else {
+                before[i]
+            }
+        };
+        if let Some((i, got, w)) = first_mismatch(0..edu::BUF_SIZE, want) {
+            check!(
+                false,
+                "{:?} partial copy: byte {} is {:#x}, want {:#x}",
+                e.bdf,
+                i,
+                got,
+                w
+            );
+        }
+        // Device -> RAM lands exactly where asked: 100 bytes to DST+1000, neighbours untouched.
+        DST.fill_const(0x3c);
+        tryx!(
+            e.copy_from_device(0, DST.bus() + 1000, 100, now, DMA_TIMEOUT_NS),
+            "edu->RAM at offset"
+        );
+        let want = |i: usize| {
+            if (1000..1100).contains(&i) {
+                before[i - 1000]
+            } else {
+                0x3c
+            }
+        };
+        if let Some((i, got, w)) = first_mismatch(0..edu::BUF_SIZE, want) {
+            check!(
+                false,
+                "{:?} placed copy: byte {} is {:#x}, want {:#x}",
+                e.bdf,
+                i,
+                got,
+                w
+            );
+        }
+        e.set_bus_master(false);
+    }
+    Ok(())
+}
+
+fn edu_bus_master_gates_dma(c: &Ctx) -> TestResult {
+    let now = c.ops.now_ns;
+    for e in edus(c)? {
+        e.set_bus_master(true);
+        SRC.fill(0x0bad_f00d);
+        tryx!(
+            e.copy_to_device(SRC.bus(), 0, 64, now, DMA_TIMEOUT_NS),
+            "RAM->edu"
+        );
+        e.set_bus_master(false);
+        DST.fill_const(0x77);
+        tryx!(
+            e.copy_from_device(0, DST.bus(), 64, now, DMA_TIMEOUT_NS),
+            "edu->RAM without bus master"
+        );
+        if let Some((i, got, _)) = first_mismatch(0..64, |_| 0x77) {
+            check!(
+                false,
+                "{:?} wrote RAM with bus mastering off: byte {} = {:#x}",
+                e.bdf,
+                i,
+                got
+            );
+        }
+    }
+    Ok(())
+}
+
+fn edu_refuses_bad_requests(c: &Ctx) -> TestResult {
+    let now = c.ops.now_ns;
+    let e = &edus(c)?[0];
+    check_eq!(
+        e.start_to_device(SRC.bus(), 0, 0),
+        Err(EduError::BadLength(0)),
+        "zero length"
+    );
+    check_eq!(
+        e.start_to_device(SRC.bus(), 0, 4097),
+        Err(EduError::BadLength(4097)),
+        "too long"
+    );
+    check_eq!(
+        e.start_from_device(4000, DST.bus(), 200),
+        Err(EduError::OutsideBuffer {
+            offset: 4000,
+            len: 200
+        }),
+        "past the device buffer"
+    );
+    check_eq!(
+        e.start_from_device(usize::MAX, DST.bus(), 1),
+        Err(EduError::OutsideBuffer {
+            offset: usize::MAX,
+            len: 1
+        }),
+        "offset overflow"
+    );
+    check!(!e.busy(), "a refused request started a transfer");
+    // A transfer takes ~100 ms of virtual time: a zero timeout must report Timeout,
+    // a second start must report Busy, and a real wait must then succeed.
+    e.set_bus_master(true);
+    tryx!(e.start_to_device(SRC.bus(), 0, 16), "start");
+    let r = e.wait(now, 0);
+    check!(
+        matches!(r, Err(EduError::Timeout { .. })),
+        "zero-timeout wait gave {:?}",
+        r
+    );
+    check_eq!(
+        e.start_to_device(SRC.bus(), 0, 16),
+        Err(EduError::Busy),
+        "start while running"
+    );
+    tryx!(e.wait(now, DMA_TIMEOUT_NS), "wait after timeout");
+    e.set_bus_master(false);
+    Ok(())
+}
+
+static EDU: Suite = Suite {
+    name: "edu",
+    tests: &[
+        Test {
+            name: "identity_and_liveness",
+            run: edu_identity,
+        },
+        Test {
+            name: "dma_untranslated_both_ways",
+            run: edu_dma_untranslated,
+        },
+        Test {
+            name: "bus_master_gates_dma",
+            run: edu_bus_master_gates_dma,
+        },
+        Test {
+            name: "refuses_bad_requests_and_times_out",
+            run: edu_refuses_bad_requests,
+        },
+    ],
+};
+
+// ---------------------------------------------------------------- harness self-test
+
+fn selftest(c: &Ctx) -> TestResult {
+    match cmdline::get(&c.platform.cmdline, "iommu.selftest") {
+        Some("fail") => check!(1 + 1 == 3, "deliberate failure (iommu.selftest=fail)"),
+        Some("panic") => panic!("deliberate panic (iommu.selftest=panic)"),
+        Some("hang") => loop {
+            core::hint::spin_loop();
+        },
+        Some(other) => check!(false, "unknown iommu.selftest={}", other),
+        None => {}
+    }
+    Ok(())
+}
+
+static SELFTEST: Suite = Suite {
+    name: "selftest",
+    tests: &[Test {
+        name: "deliberately_broken",
+        run: selftest,
+    }],
+};
+
+/// The suites to run on this platform.
+pub fn all(p: &Platform) -> heapless::Vec<&'static Suite, 8> {
+    let mut v: heapless::Vec<&'static Suite, 8> = heapless::Vec::new();
+    let _ = v.push(&DISCOVERY);
+    let _ = v.push(&VTD);
+    let _ = v.push(&SMMU);
+    let _ = v.push(&EDU);
+    if cmdline::get(&p.cmdline, "iommu.selftest").is_some() {
+        let _ = v.push(&SELFTEST);
+    }
+    v
+}

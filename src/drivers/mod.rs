@@ -1,0 +1,4 @@
+//! Hardware drivers, one module per IOMMU architecture.
+
+pub mod smmuv3;
+pub mod vtd;

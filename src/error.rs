@@ -1,0 +1,64 @@
+//! The crate's error type.
+
+use core::fmt;
+
+/// Why an operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A wait for the hardware ran out of time.
+    Timeout {
+        /// What was being waited for.
+        what: &'static str,
+    },
+    /// The hardware reported an error in a register.
+    Hardware {
+        /// The register that said so.
+        register: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// The hardware does not offer what was asked for.
+    Unsupported {
+        /// What is missing.
+        what: &'static str,
+    },
+    /// An address or size is not aligned as required.
+    Unaligned {
+        /// The offending value.
+        value: u64,
+        /// Required alignment in bytes.
+        align: u64,
+    },
+    /// A value is outside the allowed range.
+    OutOfRange {
+        /// What was out of range.
+        what: &'static str,
+        /// The value.
+        value: u64,
+    },
+    /// The unit is in a state that forbids the operation.
+    Busy {
+        /// What is busy.
+        what: &'static str,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Timeout { what } => write!(f, "timed out waiting for {what}"),
+            Error::Hardware { register, value } => {
+                write!(f, "hardware error: {register} = {value:#x}")
+            }
+            Error::Unsupported { what } => write!(f, "not supported by this IOMMU: {what}"),
+            Error::Unaligned { value, align } => {
+                write!(f, "{value:#x} is not aligned to {align:#x}")
+            }
+            Error::OutOfRange { what, value } => write!(f, "{what} out of range: {value:#x}"),
+            Error::Busy { what } => write!(f, "busy: {what}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
