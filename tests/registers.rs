@@ -241,9 +241,9 @@ fn smmu_idr3_idr5_iidr_aidr() {
     ] {
         assert_eq!(smmu::oas_bits(enc), bits);
     }
-    assert_eq!(Idr5::decode(1 << 10).va_52, true);
+    assert!(Idr5::decode(1 << 10).va_52);
     assert_eq!(Idr5::decode(0xffff_0000).stall_max, 0xffff);
-    let ii = Iidr::decode(0x4b2_3_1_43b);
+    let ii = Iidr::decode(0x4b23_143b);
     assert_eq!(ii.implementer, 0x43b, "Arm's JEP106 code");
     assert_eq!((ii.revision, ii.variant, ii.product_id), (1, 3, 0x4b2));
     let a = Aidr::decode(0x02);

@@ -165,7 +165,7 @@ impl Config {
 
     /// Read a dword at `off` (4-byte aligned, < 4096).
     pub fn read32(&self, off: usize) -> u32 {
-        debug_assert!(off % 4 == 0 && off < 4096);
+        debug_assert!(off.is_multiple_of(4) && off < 4096);
         // SAFETY: `base` is an ECAM function window from firmware, identity-mapped
         // as device memory by the board; `off` is aligned and inside the 4 KiB window.
         unsafe { core::ptr::read_volatile(phys_ptr(self.base + off as u64) as *const u32) }
@@ -173,7 +173,7 @@ impl Config {
 
     /// Write a dword at `off` (4-byte aligned, < 4096).
     pub fn write32(&self, off: usize, v: u32) {
-        debug_assert!(off % 4 == 0 && off < 4096);
+        debug_assert!(off.is_multiple_of(4) && off < 4096);
         // SAFETY: as in `read32`.
         unsafe { core::ptr::write_volatile(phys_ptr(self.base + off as u64) as *mut u32, v) }
     }
