@@ -218,14 +218,15 @@ impl Run {
     ) -> Vec<Problem> {
         let mut problems = Vec::new();
         if let Some(secs) = timed_out {
-            let running = self.running.take().map(|(n, _)| n);
-            if let Some(n) = &running {
+            let running = self.running.take();
+            if let Some((n, started)) = &running {
                 self.results.push(TestResult {
                     name: n.clone(),
                     outcome: Outcome::Broken(format!("timed out after {secs} s")),
-                    secs: 0.0,
+                    secs: secs as f64 - started,
                 });
             }
+            let running = running.map(|(n, _)| n);
             problems.push(Problem::TimedOut { running, secs });
         } else if let Some((n, _)) = self.running.take() {
             self.results.push(TestResult {
@@ -252,7 +253,9 @@ impl Run {
         for e in &self.protocol_errors {
             problems.push(Problem::Protocol(e.clone()));
         }
-        if timed_out.is_none() && exit != Some(want_exit) {
+        // A run whose frames say "all passed" must also exit as a passing run does;
+        // a run that already failed is not reported twice.
+        if problems.is_empty() && self.counted().failed == 0 && exit != Some(want_exit) {
             problems.push(Problem::ExitStatus {
                 got: exit,
                 want: want_exit,
@@ -304,14 +307,9 @@ mod tests {
                 "@@SUMMARY passed=0 failed=1 skipped=0",
             ],
         );
-        let p = r.finish(None, Some(1), 0);
-        assert_eq!(
-            p,
-            vec![Problem::ExitStatus {
-                got: Some(1),
-                want: 0
-            }]
-        );
+        // The failed test carries the verdict; the failing exit status is expected.
+        assert_eq!(r.finish(None, Some(1), 0), vec![]);
+        assert_eq!(r.counted().failed, 1);
         assert_eq!(
             r.results[0].outcome,
             Outcome::Fail("src/x.rs:3: 1 != 2".into())
@@ -338,6 +336,26 @@ mod tests {
         let p = r.finish(None, Some(3), 0);
         assert!(p.contains(&Problem::Panicked("a::p: boom at x.rs:1".into())));
         assert_eq!(r.results[0].name, "a::p");
+    }
+
+    #[test]
+    fn clean_frames_with_a_failing_exit_status_are_a_problem() {
+        let mut r = Run::default();
+        feed_all(
+            &mut r,
+            &[
+                "@@START a",
+                "@@PASS a",
+                "@@SUMMARY passed=1 failed=0 skipped=0",
+            ],
+        );
+        assert_eq!(
+            r.finish(None, Some(3), 0),
+            vec![Problem::ExitStatus {
+                got: Some(3),
+                want: 0
+            }]
+        );
     }
 
     #[test]
