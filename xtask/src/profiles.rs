@@ -1,5 +1,8 @@
 //! Hardware profiles: a board plus the QEMU configuration that makes it.
 
+/// The edu device's default 28-bit DMA mask is silently applied to addresses; lift it.
+const EDU_DMA_MASK: &str = "dma_mask=0xffffffffffffffff";
+
 /// Which board image a profile boots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Board {
@@ -35,7 +38,8 @@ impl Board {
         }
     }
     /// Arguments common to every profile of the board: no display, no NIC, the
-    /// debug channel on stdout, the exit device, and `edus` DMA-capable edu devices.
+    /// debug channel on stdout, the exit device, `edus` DMA-capable edu devices
+    /// on the root bus and one more behind a PCIe root port.
     pub fn base_args(self, elf: &str, memory: &str, edus: usize) -> Vec<String> {
         let mut a: Vec<String> = match self {
             Board::Q35 => vec![
@@ -88,7 +92,16 @@ impl Board {
         .collect();
         for _ in 0..edus {
             a.push("-device".into());
-            a.push("edu,dma_mask=0xffffffffffffffff".into());
+            a.push(format!("edu,{EDU_DMA_MASK}"));
+        }
+        // One more behind a PCIe root port, so every run also exercises bridge
+        // numbering, bridge windows and DMA forwarded through a bridge.
+        for d in [
+            "pcie-root-port,id=xtask-rp0,chassis=16,slot=0".to_string(),
+            format!("edu,bus=xtask-rp0,{EDU_DMA_MASK}"),
+        ] {
+            a.push("-device".into());
+            a.push(d);
         }
         a
     }

@@ -4,10 +4,13 @@
 //! Both boards identity-map physical memory, so a physical address is used
 //! directly as a pointer ([`phys_ptr`]).
 //!
-//! Limits (documented, not hidden): bridges are reported but not configured
-//! (no bus numbers or bridge windows are assigned, so devices behind a bridge
-//! that firmware left unconfigured are not found); I/O BARs are sized but not
-//! assigned; at most [`MAX_DEVICES`] functions are kept.
+//! Bridges are numbered depth first (firmware's numbers are kept where they
+//! are valid) and given memory windows that hold their subtree.
+//!
+//! Limits (documented, not hidden): only buses reachable from each ECAM
+//! window's first bus are scanned (extra root buses such as QEMU's pxb are
+//! not); I/O BARs are sized but not assigned, and bridges' I/O and
+//! prefetchable windows are closed; at most [`MAX_DEVICES`] functions are kept.
 
 use heapless::Vec;
 
@@ -86,8 +89,12 @@ pub struct PciDevice {
     pub config: u64,
     /// Memory and I/O BARs.
     pub bars: Vec<Bar, 6>,
-    /// For bridges: secondary and subordinate bus numbers as found.
+    /// For bridges: secondary and subordinate bus numbers (found or assigned).
     pub buses: Option<(u8, u8)>,
+    /// Index in [`Topology::devices`] of the bridge above, `None` on a root bus.
+    pub parent: Option<u8>,
+    /// For bridges: the memory window forwarded downstream (bus address, size), if any.
+    pub window: Option<(u64, u64)>,
 }
 
 /// Why part of bring-up failed.
@@ -103,6 +110,18 @@ pub enum PciError {
         index: u8,
         /// Size asked for.
         size: u64,
+    },
+    /// No window could hold the memory a bridge's subtree needs.
+    NoWindowForBridge {
+        /// The bridge.
+        bdf: Bdf,
+        /// Size needed.
+        size: u64,
+    },
+    /// More bridges than the segment's bus range can number.
+    OutOfBusNumbers {
+        /// The bridge left unconfigured.
+        bdf: Bdf,
     },
     /// A 64-bit BAR in the last slot (malformed device).
     BadBar {
@@ -146,6 +165,11 @@ mod reg {
     pub const HEADER: usize = 0x0c;
     pub const BAR0: usize = 0x10;
     pub const BUS_NUMBERS: usize = 0x18;
+    pub const IO_BASE_LIMIT: usize = 0x1c;
+    pub const MEM_BASE_LIMIT: usize = 0x20;
+    pub const PREF_BASE_LIMIT: usize = 0x24;
+    pub const PREF_BASE_UPPER: usize = 0x28;
+    pub const PREF_LIMIT_UPPER: usize = 0x2c;
     pub const CMD_IO: u16 = 1 << 0;
     pub const CMD_MEM: u16 = 1 << 1;
     pub const CMD_BUS_MASTER: u16 = 1 << 2;
@@ -274,61 +298,213 @@ fn size_bars(cfg: &Config, bdf: Bdf, slots: usize, errors: &mut Vec<PciError, 8>
     bars
 }
 
-/// Scan every ECAM window and size every function's BARs (decode left off).
-pub fn enumerate(platform: &Platform) -> Topology {
-    let mut t = Topology::default();
-    for ecam in &platform.ecam {
-        for bus in ecam.bus_start..=ecam.bus_end {
-            for dev in 0..32u8 {
-                for func in 0..8u8 {
-                    let bdf = Bdf { bus, dev, func };
-                    let config = ecam_function(ecam.base, ecam.bus_start, bdf);
-                    let cfg = Config::at(config);
-                    let id = cfg.read32(reg::VENDOR);
-                    if id & 0xffff == 0xffff {
-                        if func == 0 {
-                            break;
-                        }
-                        continue;
-                    }
-                    let header = (cfg.read32(reg::HEADER) >> 16) as u8;
-                    let header_type = header & 0x7f;
-                    let slots = match header_type {
-                        0 => 6,
-                        1 => 2,
-                        _ => 0,
-                    };
-                    let cmd = cfg.command();
-                    cfg.set_command(cmd & !(reg::CMD_MEM | reg::CMD_IO));
-                    let bars = size_bars(&cfg, bdf, slots, &mut t.errors);
-                    cfg.set_command(cmd & !(reg::CMD_MEM | reg::CMD_IO));
-                    let buses = (header_type == 1).then(|| {
-                        let b = cfg.read32(reg::BUS_NUMBERS);
-                        ((b >> 8) as u8, (b >> 16) as u8)
-                    });
-                    let d = PciDevice {
-                        segment: ecam.segment,
-                        bdf,
-                        vendor: id as u16,
-                        device: (id >> 16) as u16,
-                        class: cfg.read32(reg::CLASS_REV) >> 8,
-                        header_type,
-                        config,
-                        bars,
-                        buses,
-                    };
-                    if t.devices.push(d).is_err() {
-                        let _ = t.errors.push(PciError::TooManyDevices);
-                        return t;
-                    }
-                    if func == 0 && header & 0x80 == 0 {
-                        break;
-                    }
+/// Bus-number state of one segment's depth-first scan.
+struct Scan<'a> {
+    ecam: &'a crate::platform::Ecam,
+    /// Highest bus number in use so far.
+    last_bus: u8,
+}
+
+/// Scan `bus` and, depth first, every bus behind its bridges. Bridges that
+/// firmware numbered keep their numbers; unnumbered ones get the next free bus.
+fn scan_bus(scan: &mut Scan, bus: u8, parent: Option<u8>, t: &mut Topology) {
+    for dev in 0..32u8 {
+        for func in 0..8u8 {
+            let bdf = Bdf { bus, dev, func };
+            let config = ecam_function(scan.ecam.base, scan.ecam.bus_start, bdf);
+            let cfg = Config::at(config);
+            let id = cfg.read32(reg::VENDOR);
+            if id & 0xffff == 0xffff {
+                if func == 0 {
+                    break;
                 }
+                continue;
+            }
+            let header = (cfg.read32(reg::HEADER) >> 16) as u8;
+            let header_type = header & 0x7f;
+            let slots = match header_type {
+                0 => 6,
+                1 => 2,
+                _ => 0,
+            };
+            let cmd = cfg.command();
+            cfg.set_command(cmd & !(reg::CMD_MEM | reg::CMD_IO));
+            let bars = size_bars(&cfg, bdf, slots, &mut t.errors);
+            let index = t.devices.len();
+            let d = PciDevice {
+                segment: scan.ecam.segment,
+                bdf,
+                vendor: id as u16,
+                device: (id >> 16) as u16,
+                class: cfg.read32(reg::CLASS_REV) >> 8,
+                header_type,
+                config,
+                bars,
+                buses: None,
+                parent,
+                window: None,
+            };
+            if t.devices.push(d).is_err() {
+                let _ = t.errors.push(PciError::TooManyDevices);
+                return;
+            }
+            if header_type == 1 {
+                number_bridge(scan, index, t);
+            }
+            if func == 0 && header & 0x80 == 0 {
+                break;
             }
         }
     }
+}
+
+fn number_bridge(scan: &mut Scan, index: usize, t: &mut Topology) {
+    let (bdf, cfg) = (t.devices[index].bdf, Config::at(t.devices[index].config));
+    let found = cfg.read32(reg::BUS_NUMBERS);
+    let (sec, sub) = ((found >> 8) as u8, (found >> 16) as u8);
+    let firmware_numbered =
+        sec > bdf.bus && sub >= sec && sub <= scan.ecam.bus_end && sec > scan.last_bus;
+    let keep_upper = found & 0xff00_0000;
+    let sec = if firmware_numbered {
+        // Buses below are numbered from `sec` on; `sub` is reserved once the subtree is scanned.
+        scan.last_bus = sec;
+        sec
+    } else {
+        let Some(sec) = scan
+            .last_bus
+            .checked_add(1)
+            .filter(|&b| b <= scan.ecam.bus_end)
+        else {
+            let _ = t.errors.push(PciError::OutOfBusNumbers { bdf });
+            return;
+        };
+        // Route every bus up to the end of the segment below the bridge while
+        // scanning; the subordinate number is trimmed once the subtree is known.
+        cfg.write32(
+            reg::BUS_NUMBERS,
+            keep_upper | (scan.ecam.bus_end as u32) << 16 | (sec as u32) << 8 | bdf.bus as u32,
+        );
+        scan.last_bus = sec;
+        sec
+    };
+    scan_bus(scan, sec, Some(index as u8), t);
+    let sub = if firmware_numbered {
+        scan.last_bus = scan.last_bus.max(sub);
+        sub
+    } else {
+        scan.last_bus
+    };
+    if !firmware_numbered {
+        cfg.write32(
+            reg::BUS_NUMBERS,
+            keep_upper | (sub as u32) << 16 | (sec as u32) << 8 | bdf.bus as u32,
+        );
+    }
+    t.devices[index].buses = Some((sec, sub));
+}
+
+/// Scan every ECAM window from its first bus, through bridges, and size every
+/// function's BARs (decode left off).
+pub fn enumerate(platform: &Platform) -> Topology {
+    let mut t = Topology::default();
+    for ecam in &platform.ecam {
+        let mut scan = Scan {
+            ecam,
+            last_bus: ecam.bus_start,
+        };
+        scan_bus(&mut scan, ecam.bus_start, None, &mut t);
+    }
     t
+}
+
+/// Bridges forward memory in 1 MiB units.
+const BRIDGE_GRANULE: u64 = 1 << 20;
+
+fn align_up(v: u64, a: u64) -> Option<u64> {
+    v.checked_add(a - 1).map(|x| x & !(a - 1))
+}
+
+/// Something that needs an address range: a memory BAR or a bridge window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Item {
+    Bar { dev: usize, bar: usize },
+    Window { dev: usize },
+}
+
+/// Memory a bridge's subtree needs: (size, alignment). The size is a multiple
+/// of the alignment, so items packed in order of decreasing alignment need no
+/// padding between them. (0, granule) when nothing below needs memory.
+fn window_need(t: &Topology, bridge: usize) -> (u64, u64) {
+    let mut total = 0u64;
+    let mut align = BRIDGE_GRANULE;
+    for item in items_below(t, Some(bridge), t.devices[bridge].segment) {
+        let (size, a) = item_need(t, item);
+        total = total.saturating_add(size);
+        align = align.max(a);
+    }
+    if total == 0 {
+        return (0, BRIDGE_GRANULE);
+    }
+    (align_up(total, align).unwrap_or(u64::MAX), align)
+}
+
+fn item_need(t: &Topology, item: Item) -> (u64, u64) {
+    match item {
+        Item::Bar { dev, bar } => {
+            let s = t.devices[dev].bars[bar].size;
+            (s, s)
+        }
+        Item::Window { dev } => window_need(t, dev),
+    }
+}
+
+/// The items directly below `parent` (a bridge index, or `None` for the root
+/// bus of `segment`), largest alignment first.
+fn items_below(t: &Topology, parent: Option<usize>, segment: u16) -> Vec<Item, 128> {
+    let mut v: Vec<Item, 128> = Vec::new();
+    for (di, d) in t.devices.iter().enumerate() {
+        if d.parent.map(usize::from) != parent || d.segment != segment {
+            continue;
+        }
+        for (bi, b) in d.bars.iter().enumerate() {
+            if b.kind != BarKind::Io && b.size.is_power_of_two() {
+                let _ = v.push(Item::Bar { dev: di, bar: bi });
+            }
+        }
+        if d.header_type == 1 && d.buses.is_some() {
+            let _ = v.push(Item::Window { dev: di });
+        }
+    }
+    v.sort_unstable_by_key(|&i| {
+        let (size, align) = item_need(t, i);
+        core::cmp::Reverse((align, size))
+    });
+    v
+}
+
+/// Give `item` the range at `base` (bus address; `cpu_offset` = cpu - bus) and,
+/// for a bridge, lay its subtree out inside the window.
+fn place(t: &mut Topology, item: Item, base: u64, cpu_offset: u64) {
+    match item {
+        Item::Bar { dev, bar } => {
+            let b = &mut t.devices[dev].bars[bar];
+            b.pci_addr = Some(base);
+            b.cpu_addr = Some(base.wrapping_add(cpu_offset));
+        }
+        Item::Window { dev } => {
+            let (size, _) = window_need(t, dev);
+            if size == 0 {
+                return;
+            }
+            t.devices[dev].window = Some((base, size));
+            let mut next = base;
+            for child in items_below(t, Some(dev), t.devices[dev].segment) {
+                let (size, _) = item_need(t, child);
+                place(t, child, next, cpu_offset);
+                next += size;
+            }
+        }
+    }
 }
 
 /// Bump allocator over one host-bridge window.
@@ -337,27 +513,25 @@ struct WindowAlloc {
     next: u64,
 }
 
-fn align_up(v: u64, a: u64) -> Option<u64> {
-    v.checked_add(a - 1).map(|x| x & !(a - 1))
-}
-
 impl WindowAlloc {
-    fn alloc(&mut self, size: u64, below_4g: bool) -> Option<(u64, u64)> {
-        let start = align_up(self.next, size)?;
+    fn alloc(&mut self, size: u64, align: u64, below_4g: bool) -> Option<u64> {
+        let start = align_up(self.next, align)?;
         let end = start.checked_add(size)?;
         if end > self.w.pci_base + self.w.size || (below_4g && end > 1 << 32) {
             return None;
         }
         self.next = end;
-        Some((start, start - self.w.pci_base + self.w.cpu_base))
+        Some(start)
     }
 }
 
-/// Assign every memory BAR from the host-bridge windows (largest first, natural
-/// alignment; 32-bit windows first so BARs stay below 4 GiB where possible),
-/// program the BARs and enable memory decode on functions whose BARs all fit.
-/// Bus mastering stays off until a driver asks for it.
-pub fn assign_bars(platform: &Platform, t: &mut Topology) {
+/// Lay out every memory BAR and bridge window in the host-bridge windows:
+/// root-bus items largest alignment first, 32-bit windows first so BARs stay
+/// below 4 GiB where possible, each bridge's subtree packed inside its window.
+/// Bridge windows are 32-bit, non-prefetchable; 64-bit BARs behind a bridge
+/// therefore land below 4 GiB too. Only computes: [`program`] writes the
+/// hardware.
+pub fn plan(platform: &Platform, t: &mut Topology) {
     let mut allocs: Vec<WindowAlloc, 8> = Vec::new();
     for kind in [WindowKind::Mem32, WindowKind::Mem64] {
         for w in platform.windows.iter().filter(|w| w.kind == kind) {
@@ -367,39 +541,55 @@ pub fn assign_bars(platform: &Platform, t: &mut Topology) {
             });
         }
     }
-    // (device index, bar index) sorted by size, largest first.
-    let mut order: Vec<(usize, usize), { MAX_DEVICES * 3 }> = Vec::new();
-    for (di, d) in t.devices.iter().enumerate() {
-        for (bi, b) in d.bars.iter().enumerate() {
-            if b.kind != BarKind::Io {
-                let _ = order.push((di, bi));
-            }
+    let mut segments: Vec<u16, 4> = Vec::new();
+    for d in &t.devices {
+        if !segments.contains(&d.segment) {
+            let _ = segments.push(d.segment);
         }
     }
-    order.sort_unstable_by_key(|&(di, bi)| core::cmp::Reverse(t.devices[di].bars[bi].size));
-    for (di, bi) in order {
-        let d = &mut t.devices[di];
-        let seg = d.segment;
-        let bar = &mut d.bars[bi];
-        let below_4g = bar.kind == BarKind::Mem32;
-        let got = allocs
-            .iter_mut()
-            .filter(|a| a.w.segment == seg)
-            .find_map(|a| a.alloc(bar.size, below_4g));
-        match got {
-            Some((pci, cpu)) => {
-                bar.pci_addr = Some(pci);
-                bar.cpu_addr = Some(cpu);
+    for seg in segments {
+        for item in items_below(t, None, seg) {
+            let (size, align) = item_need(t, item);
+            if size == 0 {
+                continue;
             }
-            None => {
-                let _ = t.errors.push(PciError::NoWindowFor {
-                    bdf: d.bdf,
-                    index: bar.index,
-                    size: bar.size,
+            let below_4g = match item {
+                Item::Bar { dev, bar } => t.devices[dev].bars[bar].kind == BarKind::Mem32,
+                Item::Window { .. } => true,
+            };
+            let got = allocs
+                .iter_mut()
+                .filter(|a| a.w.segment == seg)
+                .find_map(|a| {
+                    a.alloc(size, align, below_4g)
+                        .map(|base| (base, a.w.cpu_base.wrapping_sub(a.w.pci_base)))
                 });
+            match (got, item) {
+                (Some((base, off)), _) => place(t, item, base, off),
+                (None, Item::Bar { dev, bar }) => {
+                    let d = &t.devices[dev];
+                    let _ = t.errors.push(PciError::NoWindowFor {
+                        bdf: d.bdf,
+                        index: d.bars[bar].index,
+                        size,
+                    });
+                }
+                (None, Item::Window { dev }) => {
+                    let _ = t.errors.push(PciError::NoWindowForBridge {
+                        bdf: t.devices[dev].bdf,
+                        size,
+                    });
+                }
             }
         }
     }
+}
+
+/// Write the planned layout: BARs, bridge windows (I/O and prefetchable windows
+/// closed), memory decode on functions whose BARs all got an address, and
+/// memory decode plus upstream forwarding (bus master) on bridges with a
+/// window. Endpoints' bus mastering stays off until a driver asks for it.
+pub fn program(t: &Topology) {
     for d in t.devices.iter() {
         let cfg = Config::at(d.config);
         let mut all = true;
@@ -418,16 +608,39 @@ pub fn assign_bars(platform: &Platform, t: &mut Topology) {
                 None => all = false,
             }
         }
+        if d.header_type == 1 {
+            // Closed windows: base above limit.
+            cfg.write32(
+                reg::IO_BASE_LIMIT,
+                cfg.read32(reg::IO_BASE_LIMIT) & 0xffff_0000 | 0x00f0,
+            );
+            cfg.write32(reg::PREF_BASE_LIMIT, 0x0000_fff0);
+            cfg.write32(reg::PREF_BASE_UPPER, 0);
+            cfg.write32(reg::PREF_LIMIT_UPPER, 0);
+            match d.window {
+                Some((base, size)) => {
+                    let limit = base + size - 1;
+                    cfg.write32(
+                        reg::MEM_BASE_LIMIT,
+                        ((limit >> 16) as u32 & 0xfff0) << 16 | ((base >> 16) as u32 & 0xfff0),
+                    );
+                    cfg.set_command(cfg.command() | reg::CMD_MEM | reg::CMD_BUS_MASTER);
+                }
+                None => cfg.write32(reg::MEM_BASE_LIMIT, 0x0000_fff0),
+            }
+            continue;
+        }
         if any && all {
             cfg.set_command(cfg.command() | reg::CMD_MEM);
         }
     }
 }
 
-/// Enumerate and assign BARs.
+/// Enumerate, lay out and program.
 pub fn bring_up(platform: &Platform) -> Topology {
     let mut t = enumerate(platform);
-    assign_bars(platform, &mut t);
+    plan(platform, &mut t);
+    program(&t);
     t
 }
 
@@ -506,4 +719,285 @@ pub fn coverage(platform: &Platform, t: &Topology, dev: &PciDevice) -> Option<Co
             iommu: m.iommu,
             stream_id: m.sid_base + (rid - m.rid_base),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{DeviceScope, IommuUnit, RidMap};
+
+    fn mem32(index: u8, size: u64) -> Bar {
+        Bar {
+            index,
+            kind: BarKind::Mem32,
+            prefetchable: false,
+            size,
+            pci_addr: None,
+            cpu_addr: None,
+        }
+    }
+
+    fn dev(bus: u8, d: u8, header_type: u8, parent: Option<u8>, bars: &[Bar]) -> PciDevice {
+        PciDevice {
+            segment: 0,
+            bdf: Bdf {
+                bus,
+                dev: d,
+                func: 0,
+            },
+            vendor: 0x1234,
+            device: 0x11e8,
+            class: if header_type == 1 { 0x060400 } else { 0xff00 },
+            header_type,
+            config: 0,
+            bars: bars.iter().copied().collect(),
+            buses: None,
+            parent,
+            window: None,
+        }
+    }
+
+    /// Root bus: endpoint A (1 MiB + 4 KiB), bridge B (bus 1) with endpoint C
+    /// (2 MiB) and bridge D (bus 2) with endpoint E (16 KiB).
+    fn tree() -> Topology {
+        let mut t = Topology::default();
+        let mut b = dev(0, 2, 1, None, &[mem32(0, 0x1000)]);
+        b.buses = Some((1, 2));
+        let mut d = dev(1, 1, 1, Some(1), &[]);
+        d.buses = Some((2, 2));
+        for x in [
+            dev(0, 1, 0, None, &[mem32(0, 1 << 20), mem32(1, 0x1000)]),
+            b,
+            dev(1, 0, 0, Some(1), &[mem32(0, 2 << 20)]),
+            d,
+            dev(2, 0, 0, Some(3), &[mem32(0, 0x4000)]),
+        ] {
+            t.devices.push(x).unwrap();
+        }
+        t
+    }
+
+    fn platform_with_window(base: u64, size: u64) -> Platform {
+        let mut p = Platform::default();
+        p.windows
+            .push(PciWindow {
+                kind: WindowKind::Mem32,
+                prefetchable: false,
+                cpu_base: base + 0x1000_0000,
+                pci_base: base,
+                size,
+                segment: 0,
+            })
+            .unwrap();
+        p
+    }
+
+    fn bar_range(t: &Topology, d: usize, b: usize) -> (u64, u64) {
+        let bar = &t.devices[d].bars[b];
+        let a = bar.pci_addr.expect("assigned");
+        (a, a + bar.size)
+    }
+
+    #[test]
+    fn bridge_windows_hold_their_subtree_and_nothing_overlaps() {
+        let mut t = tree();
+        plan(&platform_with_window(0x4000_0000, 0x1000_0000), &mut t);
+        assert!(t.errors.is_empty(), "{:?}", t.errors);
+        let mut ranges = vec![];
+        for (di, d) in t.devices.iter().enumerate() {
+            for (bi, b) in d.bars.iter().enumerate() {
+                let (s, e) = bar_range(&t, di, bi);
+                assert_eq!(s % b.size, 0, "BAR aligned to its size");
+                assert_eq!(b.cpu_addr, Some(s + 0x1000_0000), "cpu = bus + offset");
+                // Inside every bridge window above it.
+                let mut p = d.parent;
+                while let Some(pi) = p {
+                    let (wb, ws) = t.devices[pi as usize].window.expect("bridge has a window");
+                    assert!(
+                        s >= wb && e <= wb + ws,
+                        "{:?} BAR outside parent window",
+                        d.bdf
+                    );
+                    p = t.devices[pi as usize].parent;
+                }
+                ranges.push((s, e));
+            }
+        }
+        // Bridge windows: 1 MiB granular, nested, and disjoint from root-bus BARs.
+        let (bw, bs) = t.devices[1].window.unwrap();
+        let (dw, ds) = t.devices[3].window.unwrap();
+        assert_eq!(
+            (
+                bw % (1 << 20),
+                bs % (1 << 20),
+                dw % (1 << 20),
+                ds % (1 << 20)
+            ),
+            (0, 0, 0, 0)
+        );
+        assert!(dw >= bw && dw + ds <= bw + bs);
+        ranges.sort();
+        for w in ranges.windows(2) {
+            assert!(w[0].1 <= w[1].0, "overlap {:x?}", w);
+        }
+        // Root-bus BARs stay outside bridge B's window.
+        for (bi, _) in t.devices[0].bars.iter().enumerate() {
+            let (s, e) = bar_range(&t, 0, bi);
+            assert!(e <= bw || s >= bw + bs);
+        }
+    }
+
+    #[test]
+    fn too_small_window_is_a_typed_error_not_an_overlap() {
+        let mut t = tree();
+        plan(&platform_with_window(0x4000_0000, 0x20_0000), &mut t);
+        assert!(t.errors.iter().any(|e| matches!(
+            e,
+            PciError::NoWindowForBridge { .. } | PciError::NoWindowFor { .. }
+        )));
+        // Whatever was placed still fits in the window.
+        for d in &t.devices {
+            for b in &d.bars {
+                if let Some(a) = b.pci_addr {
+                    assert!(a >= 0x4000_0000 && a + b.size <= 0x4020_0000);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bar_of_64_bits_may_go_above_4g_but_32_bit_ones_may_not() {
+        let mut t = Topology::default();
+        let mut big = mem32(0, 1 << 30);
+        big.kind = BarKind::Mem64;
+        t.devices.push(dev(0, 1, 0, None, &[big])).unwrap();
+        t.devices
+            .push(dev(0, 2, 0, None, &[mem32(0, 1 << 30)]))
+            .unwrap();
+        let mut p = Platform::default();
+        p.windows
+            .push(PciWindow {
+                kind: WindowKind::Mem64,
+                prefetchable: false,
+                cpu_base: 1 << 40,
+                pci_base: 1 << 40,
+                size: 1 << 36,
+                segment: 0,
+            })
+            .unwrap();
+        plan(&p, &mut t);
+        assert_eq!(t.devices[0].bars[0].pci_addr, Some(1 << 40));
+        assert_eq!(t.devices[1].bars[0].pci_addr, None);
+        assert!(matches!(
+            t.errors[0],
+            PciError::NoWindowFor { index: 0, .. }
+        ));
+    }
+
+    fn vtd_unit(include_all: bool, scopes: &[DeviceScope]) -> IommuUnit {
+        IommuUnit {
+            kind: IommuKind::Vtd,
+            base: 0xfed9_0000,
+            size: 0x1000,
+            segment: 0,
+            include_all,
+            scopes: scopes.iter().cloned().collect(),
+            phandle: 0,
+        }
+    }
+
+    fn scope(kind: ScopeKind, start_bus: u8, path: &[(u8, u8)]) -> DeviceScope {
+        DeviceScope {
+            kind,
+            enumeration_id: 0,
+            start_bus,
+            path: path.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn dmar_scopes_resolve_through_bridges_before_include_all() {
+        let t = tree();
+        let mut p = Platform::default();
+        // Unit 0 covers everything else; unit 1 names endpoint E by a path
+        // through bridges B (0:2.0) and D (1:1.0); unit 2 the sub-hierarchy below B.
+        p.iommus.push(vtd_unit(true, &[])).unwrap();
+        p.iommus
+            .push(vtd_unit(
+                false,
+                &[scope(ScopeKind::Endpoint, 0, &[(2, 0), (1, 0), (0, 0)])],
+            ))
+            .unwrap();
+        p.iommus
+            .push(vtd_unit(
+                false,
+                &[scope(ScopeKind::SubHierarchy, 0, &[(2, 0)])],
+            ))
+            .unwrap();
+        let cov = |i: usize| coverage(&p, &t, &t.devices[i]).map(|c| (c.iommu, c.stream_id));
+        assert_eq!(cov(0), Some((0, 0x0008)), "A: include-all unit");
+        assert_eq!(cov(4), Some((1, 0x0200)), "E: explicit endpoint path");
+        assert_eq!(cov(2), Some((2, 0x0100)), "C: below B's sub-hierarchy");
+        assert_eq!(
+            cov(1),
+            Some((2, 0x0010)),
+            "B itself: its sub-hierarchy scope"
+        );
+    }
+
+    #[test]
+    fn no_include_all_and_no_scope_means_uncovered() {
+        let t = tree();
+        let mut p = Platform::default();
+        p.iommus
+            .push(vtd_unit(false, &[scope(ScopeKind::Endpoint, 0, &[(1, 0)])]))
+            .unwrap();
+        assert!(coverage(&p, &t, &t.devices[0]).is_some());
+        assert!(coverage(&p, &t, &t.devices[2]).is_none());
+        // A path through a function that is not a bridge resolves to nothing.
+        let mut p = Platform::default();
+        p.iommus
+            .push(vtd_unit(
+                false,
+                &[scope(ScopeKind::Endpoint, 0, &[(1, 0), (0, 0)])],
+            ))
+            .unwrap();
+        assert!(t.devices.iter().all(|d| coverage(&p, &t, d).is_none()));
+    }
+
+    #[test]
+    fn iommu_map_translates_rids_to_stream_ids() {
+        let t = tree();
+        let mut p = Platform::default();
+        p.iommus
+            .push(IommuUnit {
+                kind: IommuKind::SmmuV3,
+                base: 0x905_0000,
+                size: 0x2_0000,
+                segment: 0,
+                include_all: false,
+                scopes: Vec::new(),
+                phandle: 5,
+            })
+            .unwrap();
+        // RIDs 0x100..0x300 map to StreamIDs from 0x8000; nothing else is mapped.
+        p.rid_maps
+            .push(RidMap {
+                segment: 0,
+                rid_base: 0x100,
+                iommu: 0,
+                sid_base: 0x8000,
+                len: 0x200,
+            })
+            .unwrap();
+        assert_eq!(
+            coverage(&p, &t, &t.devices[2]).map(|c| c.stream_id),
+            Some(0x8000)
+        );
+        assert_eq!(
+            coverage(&p, &t, &t.devices[4]).map(|c| c.stream_id),
+            Some(0x8100)
+        );
+        assert_eq!(coverage(&p, &t, &t.devices[0]), None);
+    }
 }

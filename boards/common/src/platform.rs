@@ -8,6 +8,8 @@ use heapless::{String, Vec};
 
 /// Maximum number of entries per table kept in a [`Platform`].
 pub const MAX_ENTRIES: usize = 16;
+/// Maximum device scopes kept per DMAR remapping unit.
+pub const MAX_SCOPES: usize = 64;
 
 /// A range of physical memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
@@ -122,8 +124,9 @@ pub struct IommuUnit {
     pub segment: u16,
     /// VT-d INCLUDE_PCI_ALL: covers every device of the segment not claimed by another unit.
     pub include_all: bool,
-    /// VT-d device scopes (empty for SMMUv3, which uses [`RidMap`]).
-    pub scopes: Vec<DeviceScope, 8>,
+    /// VT-d device scopes (empty for SMMUv3, which uses [`RidMap`]). Firmware
+    /// may list every root-bus function separately (QEMU does), hence the room.
+    pub scopes: Vec<DeviceScope, MAX_SCOPES>,
     /// Device-tree phandle (SMMUv3) so `iommu-map` can refer to it; 0 if none.
     pub phandle: u32,
 }

@@ -316,6 +316,23 @@ fn bars_inside_windows(c: &Ctx) -> TestResult {
             for &(s, e) in &assigned {
                 check!(pci + b.size <= s || pci >= e, "BARs overlap at {:#x}", pci);
             }
+            let mut up = d.parent;
+            while let Some(pi) = up {
+                let bridge = &c.pci.devices[pi as usize];
+                let inside = bridge
+                    .window
+                    .is_some_and(|(wb, ws)| pci >= wb && pci + b.size <= wb + ws);
+                check!(
+                    inside,
+                    "{:?} BAR{} at {:#x} outside the window of bridge {:?} ({:?})",
+                    d.bdf,
+                    b.index,
+                    pci,
+                    bridge.bdf,
+                    bridge.window
+                );
+                up = bridge.parent;
+            }
             let _ = assigned.push((pci, pci + b.size));
         }
     }
