@@ -172,11 +172,15 @@ pub fn run_profile(
                             let t = start.elapsed().as_secs_f64();
                             let harness = run.feed(&msg, t);
                             if echo {
-                                let level = frame
-                                    .level()
-                                    .map(|l| l.as_str().to_uppercase())
-                                    .unwrap_or_else(|| "PRINT".into());
-                                println!("[{}] {t:7.3} {level:<5} {msg}", profile.name);
+                                // println! frames carry no level; show levels only where present.
+                                match frame.level() {
+                                    Some(l) => println!(
+                                        "[{}] {t:7.3} {:<5} {msg}",
+                                        profile.name,
+                                        l.as_str().to_uppercase()
+                                    ),
+                                    None => println!("[{}] {t:7.3} {msg}", profile.name),
+                                }
                             } else if !harness {
                                 log_tail.push_back(msg);
                                 if log_tail.len() > 40 {

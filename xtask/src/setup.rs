@@ -25,8 +25,14 @@ fn marker() -> std::path::PathBuf {
     crate::target_dir().join("xtask-toolchain")
 }
 
-/// The toolchain recorded by the last setup (rustup unless the fallback was needed).
+/// The toolchain recorded by the last setup (rustup unless the fallback was
+/// needed); `IOMMU_XTASK_TOOLCHAIN=debian-web|rustup` overrides it.
 pub fn toolchain() -> Toolchain {
+    match std::env::var("IOMMU_XTASK_TOOLCHAIN").as_deref() {
+        Ok("debian-web") => return Toolchain::DebianWeb,
+        Ok("rustup") => return Toolchain::Rustup,
+        _ => {}
+    }
     match std::fs::read_to_string(marker()) {
         Ok(s) if s.trim() == "debian-web" => Toolchain::DebianWeb,
         _ => Toolchain::Rustup,

@@ -189,11 +189,9 @@ pub fn report(p: &Platform, t: &Topology) {
     }
     for d in &t.devices {
         let cov = pci::coverage(p, t, d);
-        let (iommu, sid) = cov
-            .map(|c| (c.iommu as i32, c.stream_id))
-            .unwrap_or((-1, 0));
+        let unit = cov.map(|c| &p.iommus[c.iommu]);
         defmt::println!(
-            "PCI {=u16:04x}:{=u8:02x}:{=u8:02x}.{=u8} {=u16:04x}:{=u16:04x} class {=u32:06x} -> IOMMU #{=i32} {=str} {=u32:#x}",
+            "PCI {=u16:04x}:{=u8:02x}:{=u8:02x}.{=u8} {=u16:04x}:{=u16:04x} class {=u32:06x}{=str} -> {=str} #{=usize} at {=u64:#x}, {=str} {=u32:#06x}",
             d.segment,
             d.bdf.bus,
             d.bdf.dev,
@@ -201,14 +199,33 @@ pub fn report(p: &Platform, t: &Topology) {
             d.vendor,
             d.device,
             d.class,
-            iommu,
-            match cov.map(|c| p.iommus[c.iommu].kind) {
+            match d.buses {
+                Some(_) => " (bridge)",
+                None => "",
+            },
+            match unit.map(|u| u.kind) {
+                Some(IommuKind::Vtd) => "VT-d",
+                Some(IommuKind::SmmuV3) => "SMMUv3",
+                None => "no IOMMU",
+            },
+            cov.map(|c| c.iommu).unwrap_or(0),
+            unit.map(|u| u.base).unwrap_or(0),
+            match unit.map(|u| u.kind) {
                 Some(IommuKind::Vtd) => "source-id",
                 Some(IommuKind::SmmuV3) => "StreamID",
-                None => "(none)",
+                None => "RID",
             },
-            sid
+            cov.map(|c| c.stream_id).unwrap_or(d.bdf.rid() as u32)
         );
+        if let (Some((sec, sub)), Some((base, size))) = (d.buses, d.window) {
+            defmt::println!(
+                "    buses {=u8}-{=u8}, memory window {=u64:#x}..{=u64:#x}",
+                sec,
+                sub,
+                base,
+                base + size
+            );
+        }
         for b in &d.bars {
             defmt::println!(
                 "    BAR{=u8} {} pref {=bool} size {=u64:#x} at {=u64:#x}",
