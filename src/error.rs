@@ -42,6 +42,25 @@ pub enum Error {
         /// What is busy.
         what: &'static str,
     },
+    /// A mapping already covers part of the range.
+    Overlap {
+        /// First address found mapped.
+        iova: u64,
+    },
+    /// Part of the range is not mapped.
+    NotMapped {
+        /// First address found unmapped.
+        iova: u64,
+    },
+    /// The range would cut a block mapping in two (blocks are never split).
+    SplitBlock {
+        /// Start of the block.
+        iova: u64,
+        /// Size of the block.
+        size: u64,
+    },
+    /// The embedder's allocator ran out of pages.
+    NoMemory,
 }
 
 impl fmt::Display for Error {
@@ -57,6 +76,12 @@ impl fmt::Display for Error {
             }
             Error::OutOfRange { what, value } => write!(f, "{what} out of range: {value:#x}"),
             Error::Busy { what } => write!(f, "busy: {what}"),
+            Error::Overlap { iova } => write!(f, "already mapped at {iova:#x}"),
+            Error::NotMapped { iova } => write!(f, "not mapped at {iova:#x}"),
+            Error::SplitBlock { iova, size } => {
+                write!(f, "range cuts the {size:#x}-byte block at {iova:#x}")
+            }
+            Error::NoMemory => write!(f, "out of memory for tables"),
         }
     }
 }

@@ -7,9 +7,10 @@
 //!
 //! What exists today: typed register blocks and decoders for the
 //! identification and capability registers of both architectures
-//! ([`drivers::vtd`], [`drivers::smmuv3`]). Translation, queues and the
-//! hardware-agnostic layer are being built on top; see the README's feature
-//! table for what is verified where.
+//! ([`drivers::vtd`], [`drivers::smmuv3`]), and the page-table engine with its
+//! four hardware formats ([`pgtable`]) over the embedder's [`hal::Hal`].
+//! Queues and the hardware-agnostic layer are being built on top; see the
+//! README's feature table for what is verified where.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -17,5 +18,7 @@
 
 pub mod drivers;
 pub mod error;
+pub mod hal;
+pub mod pgtable;
 
 pub use error::Error;

@@ -1,0 +1,51 @@
+//! What the crate needs from its embedder: memory for tables and queues, the
+//! way to reach it, and cache maintenance for non-coherent walkers.
+
+/// Size of the pages the crate allocates.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Services the embedder provides.
+///
+/// Physical addresses are what the IOMMU walks; `phys_to_virt` is how the CPU
+/// reaches the same memory. The crate never assumes they are equal.
+pub trait Hal {
+    /// Allocate `count` physically contiguous, zeroed 4 KiB pages aligned to
+    /// `count * 4 KiB` (`count` is a power of two, at most 16). `None` when out
+    /// of memory. The zeroes must be visible to the IOMMU's table walker
+    /// (written back from the CPU caches if the walker is not coherent).
+    fn alloc_pages(&self, count: usize) -> Option<u64>;
+
+    /// Give pages back.
+    ///
+    /// # Safety
+    /// `(phys, count)` came from [`Hal::alloc_pages`] and neither the CPU nor
+    /// any IOMMU uses them any more.
+    unsafe fn free_pages(&self, phys: u64, count: usize);
+
+    /// The CPU's address for physical memory the crate allocated.
+    fn phys_to_virt(&self, phys: u64) -> *mut u8;
+
+    /// Make CPU writes to `[virt, virt + len)` visible to a non-coherent table
+    /// walker (clean the data cache to the point of coherency). Called after
+    /// every batch of table-entry writes. The default does nothing, which is
+    /// right for coherent walkers (VT-d ECAP.C = 1, SMMU IDR0.COHACC = 1).
+    fn flush_dcache(&self, virt: *const u8, len: usize) {
+        let _ = (virt, len);
+    }
+}
+
+impl<T: Hal + ?Sized> Hal for &T {
+    fn alloc_pages(&self, count: usize) -> Option<u64> {
+        (**self).alloc_pages(count)
+    }
+    unsafe fn free_pages(&self, phys: u64, count: usize) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { (**self).free_pages(phys, count) }
+    }
+    fn phys_to_virt(&self, phys: u64) -> *mut u8 {
+        (**self).phys_to_virt(phys)
+    }
+    fn flush_dcache(&self, virt: *const u8, len: usize) {
+        (**self).flush_dcache(virt, len)
+    }
+}

@@ -1,0 +1,754 @@
+//! One page-table engine, four hardware formats.
+//!
+//! [`PageTable`] walks and edits radix tables of 512-entry, 4 KiB pages; a
+//! [`Format`] describes one hardware's entries as data (levels, which levels
+//! may hold leaves, how a table/leaf entry is encoded and decoded). Formats:
+//! [`VtdSl`] (VT-d second level), [`X86_64`] (x86-64 paging, also VT-d first
+//! level and the CPU's own tables), [`ArmS1`] and [`ArmS2`] (VMSAv8-64 stage 1
+//! and stage 2, 4 KiB granule).
+//!
+//! # Levels
+//! Level 0 holds 4 KiB leaves, level 1 2 MiB, level 2 1 GiB, and so on; the
+//! root is level `levels() - 1`. (Arm numbers the other way: Arm level = 3 -
+//! ours.)
+//!
+//! # Semantics
+//! - `map` uses the largest leaf that the alignment of `iova` and `paddr`, the
+//!   remaining length and the format allow. It refuses (typed error) a range
+//!   that overlaps anything mapped, and leaves the table bit-for-bit as it was
+//!   on any error, including out-of-memory: it first walks the range read-only
+//!   (checking for overlap and counting the table pages it will need), reserves
+//!   those pages, and only then writes.
+//! - `unmap` refuses a range that is not entirely mapped or that would cut a
+//!   block (2 MiB / 1 GiB leaf) in two: blocks are never split (as in Linux).
+//!   Tables it empties are unlinked and handed to the caller's [`Gather`],
+//!   never freed while the IOMMU may still walk them: the caller invalidates
+//!   the IOTLB for [`Gather::range`], then calls [`Gather::release`].
+//!
+//! # Concurrency
+//! `map` and `unmap` take `&mut self`: the caller serialises them (one lock per
+//! table, e.g. per domain). `iova_to_phys` / `translate` take `&self`.
+//! Hardware may walk the table at any time: every entry is written with a
+//! single 64-bit store, a new table is linked only after it is zeroed, and a
+//! leaf or table entry is never changed from one valid value to another.
+
+mod arm;
+mod vtd_sl;
+mod x86_64;
+
+pub use arm::{ArmS1, ArmS2, MairIndices};
+pub use vtd_sl::VtdSl;
+pub use x86_64::X86_64;
+
+use core::sync::atomic::{AtomicU64, Ordering, fence};
+
+use crate::error::Error;
+use crate::hal::{Hal, PAGE_SIZE};
+
+bitflags::bitflags! {
+    /// Access permissions and memory type of a mapping.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct Prot: u32 {
+        /// Reads allowed.
+        const READ = 1 << 0;
+        /// Writes allowed.
+        const WRITE = 1 << 1;
+        /// Instruction fetches allowed.
+        const EXEC = 1 << 2;
+        /// Only privileged (supervisor / EL1) accesses allowed.
+        const PRIV = 1 << 3;
+        /// Normal write-back cacheable memory, coherent with the CPU (without
+        /// it: normal non-cacheable).
+        const CACHE = 1 << 4;
+        /// Device memory (takes precedence over `CACHE`).
+        const MMIO = 1 << 5;
+        /// Global mapping (x86 G, Arm nG = 0); the default is non-global.
+        const GLOBAL = 1 << 6;
+    }
+}
+
+/// What an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pte {
+    /// Not present.
+    Invalid,
+    /// Points to the next-level table at this physical address.
+    Table(u64),
+    /// Maps memory at this physical address (the start of the leaf).
+    Leaf(u64),
+}
+
+/// A hardware page-table format, as data.
+///
+/// Methods are small and `#[inline]`: the engine is monomorphised per format.
+pub trait Format {
+    /// Number of levels walked; the root is level `levels() - 1`.
+    fn levels(&self) -> u32;
+    /// Index bits the root resolves: 9 for a one-page root, more when root
+    /// tables are concatenated (Arm stage 2), fewer when the input range does
+    /// not fill the root.
+    fn root_bits(&self) -> u32;
+    /// Output (physical) address bits.
+    fn oas(&self) -> u32;
+    /// Whether a leaf may sit at `level` (level 0 always may).
+    fn leaf_at(&self, level: u32) -> bool;
+    /// Every bit of a leaf entry at `level` except the output address.
+    fn leaf_bits(&self, level: u32, prot: Prot) -> u64;
+    /// Every bit of a table entry at `level` except the next table's address.
+    fn table_bits(&self, level: u32) -> u64;
+    /// Decode an entry found at `level`.
+    fn decode(&self, pte: u64, level: u32) -> Pte;
+    /// Permissions and type of a leaf entry at `level`.
+    fn leaf_prot(&self, pte: u64, level: u32) -> Prot;
+
+    /// Input address bits.
+    #[inline]
+    fn ias(&self) -> u32 {
+        12 + 9 * (self.levels() - 1) + self.root_bits()
+    }
+    /// Pages the root occupies (concatenated root tables).
+    #[inline]
+    fn root_pages(&self) -> usize {
+        1 << self.root_bits().saturating_sub(9)
+    }
+    /// Mask of the output-address bits of an entry.
+    #[inline]
+    fn addr_mask(&self) -> u64 {
+        ((1u64 << self.oas()) - 1) & !(PAGE_SIZE - 1)
+    }
+}
+
+/// The result of a software walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// Physical address of the input address.
+    pub phys: u64,
+    /// Size of the leaf that maps it.
+    pub size: u64,
+    /// Its permissions and memory type.
+    pub prot: Prot,
+}
+
+#[inline]
+fn shift(level: u32) -> u32 {
+    12 + 9 * level
+}
+
+#[inline]
+fn level_size(level: u32) -> u64 {
+    1u64 << shift(level)
+}
+
+/// Table pages unlinked by `unmap` and the address range whose translations
+/// the IOTLB may still hold.
+///
+/// Freed pages are chained through their entry 0 (a 4 KiB-aligned physical
+/// address: never a valid entry in any format, so a walker following a stale
+/// pointer still sees only non-present entries) until [`Gather::release`].
+#[derive(Debug, Default)]
+pub struct Gather {
+    start: u64,
+    end: u64,
+    pgsize: u64,
+    head: u64,
+    freed: usize,
+}
+
+impl Gather {
+    /// An empty gather.
+    pub const fn new() -> Self {
+        Gather {
+            start: u64::MAX,
+            end: 0,
+            pgsize: 0,
+            head: 0,
+            freed: 0,
+        }
+    }
+
+    /// Range to invalidate, `[start, end)`, covering every unmap gathered
+    /// (their union's bounds: may include addresses in between).
+    pub fn range(&self) -> Option<(u64, u64)> {
+        (self.end > self.start).then_some((self.start, self.end))
+    }
+
+    /// Smallest leaf size unmapped (0 if nothing was).
+    pub fn page_size(&self) -> u64 {
+        self.pgsize
+    }
+
+    /// Table pages waiting for [`Gather::release`].
+    pub fn freed_pages(&self) -> usize {
+        self.freed
+    }
+
+    /// Whether the unmap freed table pages (then paging-structure caches must
+    /// be invalidated too, not only leaf entries).
+    pub fn has_freed_tables(&self) -> bool {
+        self.freed != 0
+    }
+
+    fn add_range(&mut self, start: u64, end: u64, leaf: u64) {
+        self.start = self.start.min(start);
+        self.end = self.end.max(end);
+        self.pgsize = if self.pgsize == 0 {
+            leaf
+        } else {
+            self.pgsize.min(leaf)
+        };
+    }
+
+    fn push_page<H: Hal>(&mut self, hal: &H, phys: u64) {
+        store(entry_ptr(hal, phys, 0), self.head);
+        self.head = phys;
+        self.freed += 1;
+    }
+
+    /// Free every gathered table page. Call only after the IOTLB (and
+    /// paging-structure caches) of every IOMMU using the table were
+    /// invalidated for [`Gather::range`].
+    pub fn release<H: Hal>(&mut self, hal: &H) {
+        while self.head != 0 {
+            let page = self.head;
+            self.head = load(entry_ptr(hal, page, 0));
+            store(entry_ptr(hal, page, 0), 0);
+            // SAFETY: the page was allocated by a PageTable through this Hal,
+            // unlinked from its table by unmap, and the caller has invalidated
+            // the IOMMU caches that could still reference it.
+            unsafe { hal.free_pages(page, 1) };
+        }
+        *self = Gather::new();
+    }
+}
+
+#[inline]
+fn entry_ptr<H: Hal>(hal: &H, table: u64, index: usize) -> *mut u64 {
+    // The table is a page the Hal gave us; `index` is below its entry count.
+    (hal.phys_to_virt(table) as *mut u64).wrapping_add(index)
+}
+
+#[inline]
+fn load(p: *mut u64) -> u64 {
+    // SAFETY: `p` points into a live, 8-byte aligned table page owned by the
+    // PageTable (see `entry_ptr`); hardware only reads it.
+    unsafe { AtomicU64::from_ptr(p) }.load(Ordering::Relaxed)
+}
+
+#[inline]
+fn store(p: *mut u64, v: u64) {
+    // SAFETY: as in `load`; a single-copy-atomic 64-bit store, so a concurrent
+    // hardware walk sees the old or the new entry, never a torn one.
+    unsafe { AtomicU64::from_ptr(p) }.store(v, Ordering::Relaxed)
+}
+
+/// Pages reserved for one map call, chained through entry 0 like [`Gather`].
+struct Reserve {
+    head: u64,
+}
+
+/// An I/O (or CPU) page table in one hardware format.
+pub struct PageTable<F: Format, H: Hal> {
+    format: F,
+    hal: H,
+    root: u64,
+}
+
+impl<F: Format, H: Hal> PageTable<F, H> {
+    /// Allocate an empty table (the root page or pages).
+    pub fn new(format: F, hal: H) -> Result<Self, Error> {
+        let root = hal
+            .alloc_pages(format.root_pages())
+            .ok_or(Error::NoMemory)?;
+        Ok(PageTable { format, hal, root })
+    }
+
+    /// Physical address of the root (what the hardware's table pointer takes).
+    pub fn root_phys(&self) -> u64 {
+        self.root
+    }
+
+    /// The format.
+    pub fn format(&self) -> &F {
+        &self.format
+    }
+
+    /// The embedder services.
+    pub fn hal(&self) -> &H {
+        &self.hal
+    }
+
+    #[inline]
+    fn root_level(&self) -> u32 {
+        self.format.levels() - 1
+    }
+
+    #[inline]
+    fn entries(&self, level: u32) -> usize {
+        if level == self.root_level() {
+            1 << self.format.root_bits()
+        } else {
+            512
+        }
+    }
+
+    #[inline]
+    fn index(&self, iova: u64, level: u32) -> usize {
+        ((iova >> shift(level)) as usize) & (self.entries(level) - 1)
+    }
+
+    #[inline]
+    fn flush(&self, p: *mut u64, count: usize) {
+        self.hal.flush_dcache(p as *const u8, count * 8);
+    }
+
+    fn check_range(&self, iova: u64, len: u64) -> Result<u64, Error> {
+        for v in [iova, len] {
+            if !v.is_multiple_of(PAGE_SIZE) {
+                return Err(Error::Unaligned {
+                    value: v,
+                    align: PAGE_SIZE,
+                });
+            }
+        }
+        if len == 0 {
+            return Err(Error::OutOfRange {
+                what: "length",
+                value: 0,
+            });
+        }
+        let end = iova.checked_add(len).ok_or(Error::OutOfRange {
+            what: "iova",
+            value: iova,
+        })?;
+        if end > 1u64 << self.format.ias() {
+            return Err(Error::OutOfRange {
+                what: "iova",
+                value: iova,
+            });
+        }
+        Ok(end)
+    }
+
+    /// Map `[iova, iova + len)` to `[paddr, paddr + len)`.
+    ///
+    /// All three must be 4 KiB aligned; `len > 0`. On error the table is
+    /// exactly as before.
+    pub fn map(&mut self, iova: u64, paddr: u64, len: u64, prot: Prot) -> Result<(), Error> {
+        let end = self.check_range(iova, len)?;
+        if !paddr.is_multiple_of(PAGE_SIZE) {
+            return Err(Error::Unaligned {
+                value: paddr,
+                align: PAGE_SIZE,
+            });
+        }
+        let pend = paddr.checked_add(len).ok_or(Error::OutOfRange {
+            what: "paddr",
+            value: paddr,
+        })?;
+        if pend > 1u64 << self.format.oas() {
+            return Err(Error::OutOfRange {
+                what: "paddr",
+                value: paddr,
+            });
+        }
+        let level = self.root_level();
+        let need = self.check_map(Some(self.root), level, iova, end, paddr)?;
+        let mut reserve = self.reserve(need)?;
+        self.commit_map(self.root, level, iova, end, paddr, prot, &mut reserve);
+        debug_assert_eq!(reserve.head, 0, "map used fewer tables than counted");
+        // Pages counted but unused would be a bug in the count; never leak them.
+        self.free_reserve(reserve);
+        Ok(())
+    }
+
+    /// Whether a leaf of `level` can map `[iova, end)` from `pa` onwards.
+    #[inline]
+    fn leaf_fits(&self, level: u32, iova: u64, end: u64, pa: u64) -> bool {
+        let size = level_size(level);
+        self.format.leaf_at(level) && (iova | pa) & (size - 1) == 0 && end - iova >= size
+    }
+
+    /// Read-only pass of `map`: refuse overlaps, count the tables to create.
+    /// `table` is `None` for a table that does not exist yet.
+    fn check_map(
+        &self,
+        table: Option<u64>,
+        level: u32,
+        mut iova: u64,
+        end: u64,
+        mut pa: u64,
+    ) -> Result<usize, Error> {
+        let size = level_size(level);
+        let mut need = 0;
+        while iova < end {
+            let idx = self.index(iova, level);
+            if self.leaf_fits(level, iova, end, pa) {
+                let n = (((end - iova) / size) as usize).min(self.entries(level) - idx);
+                if let Some(t) = table {
+                    for k in 0..n {
+                        if load(entry_ptr(&self.hal, t, idx + k)) != 0
+                            && self
+                                .format
+                                .decode(load(entry_ptr(&self.hal, t, idx + k)), level)
+                                != Pte::Invalid
+                        {
+                            return Err(Error::Overlap {
+                                iova: iova + k as u64 * size,
+                            });
+                        }
+                    }
+                }
+                iova += n as u64 * size;
+                pa += n as u64 * size;
+                continue;
+            }
+            let span_end = end.min((iova | (size - 1)) + 1);
+            let existing = table.map(|t| {
+                self.format
+                    .decode(load(entry_ptr(&self.hal, t, idx)), level)
+            });
+            need += match existing {
+                Some(Pte::Leaf(_)) => return Err(Error::Overlap { iova }),
+                Some(Pte::Table(child)) => {
+                    self.check_map(Some(child), level - 1, iova, span_end, pa)?
+                }
+                Some(Pte::Invalid) | None => {
+                    1 + self.check_map(None, level - 1, iova, span_end, pa)?
+                }
+            };
+            pa += span_end - iova;
+            iova = span_end;
+        }
+        Ok(need)
+    }
+
+    fn reserve(&self, count: usize) -> Result<Reserve, Error> {
+        let mut r = Reserve { head: 0 };
+        for _ in 0..count {
+            match self.hal.alloc_pages(1) {
+                Some(p) => {
+                    store(entry_ptr(&self.hal, p, 0), r.head);
+                    r.head = p;
+                }
+                None => {
+                    self.free_reserve(r);
+                    return Err(Error::NoMemory);
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    fn free_reserve(&self, mut r: Reserve) {
+        while r.head != 0 {
+            let p = r.head;
+            r.head = load(entry_ptr(&self.hal, p, 0));
+            // SAFETY: reserved pages were never linked into the table, so no
+            // walker can reach them.
+            unsafe { self.hal.free_pages(p, 1) };
+        }
+    }
+
+    /// A zeroed page from the reserve (checked by `check_map` to suffice).
+    fn take(&self, r: &mut Reserve) -> u64 {
+        let p = r.head;
+        debug_assert_ne!(p, 0, "map needed more tables than counted");
+        r.head = load(entry_ptr(&self.hal, p, 0));
+        let e0 = entry_ptr(&self.hal, p, 0);
+        store(e0, 0);
+        self.flush(e0, 1);
+        p
+    }
+
+    /// Write pass of `map`; cannot fail after `check_map` and `reserve`.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_map(
+        &self,
+        table: u64,
+        level: u32,
+        mut iova: u64,
+        end: u64,
+        mut pa: u64,
+        prot: Prot,
+        reserve: &mut Reserve,
+    ) {
+        let size = level_size(level);
+        while iova < end {
+            let idx = self.index(iova, level);
+            if self.leaf_fits(level, iova, end, pa) {
+                let n = (((end - iova) / size) as usize).min(self.entries(level) - idx);
+                let bits = self.format.leaf_bits(level, prot);
+                let base = entry_ptr(&self.hal, table, idx);
+                let mut a = pa;
+                for k in 0..n {
+                    store(base.wrapping_add(k), a | bits);
+                    a += size;
+                }
+                self.flush(base, n);
+                iova += n as u64 * size;
+                pa += n as u64 * size;
+                continue;
+            }
+            let span_end = end.min((iova | (size - 1)) + 1);
+            let slot = entry_ptr(&self.hal, table, idx);
+            let child = match self.format.decode(load(slot), level) {
+                Pte::Table(child) => child,
+                _ => {
+                    let child = self.take(reserve);
+                    // The zeroed child must be visible before the pointer to it.
+                    fence(Ordering::Release);
+                    store(slot, child | self.format.table_bits(level));
+                    self.flush(slot, 1);
+                    child
+                }
+            };
+            self.commit_map(child, level - 1, iova, span_end, pa, prot, reserve);
+            pa += span_end - iova;
+            iova = span_end;
+        }
+    }
+
+    /// Unmap `[iova, iova + len)`, which must be entirely mapped and must not
+    /// cut a block. Emptied tables go to `gather`; on error nothing changes.
+    pub fn unmap(&mut self, iova: u64, len: u64, gather: &mut Gather) -> Result<(), Error> {
+        let end = self.check_range(iova, len)?;
+        let level = self.root_level();
+        self.check_unmap(self.root, level, iova, end)?;
+        self.commit_unmap(self.root, level, iova, end, gather);
+        Ok(())
+    }
+
+    fn check_unmap(&self, table: u64, level: u32, mut iova: u64, end: u64) -> Result<(), Error> {
+        let size = level_size(level);
+        while iova < end {
+            let idx = self.index(iova, level);
+            let span_end = end.min((iova | (size - 1)) + 1);
+            match self
+                .format
+                .decode(load(entry_ptr(&self.hal, table, idx)), level)
+            {
+                Pte::Invalid => return Err(Error::NotMapped { iova }),
+                Pte::Leaf(_) => {
+                    if iova & (size - 1) != 0 || span_end - iova != size {
+                        return Err(Error::SplitBlock {
+                            iova: iova & !(size - 1),
+                            size,
+                        });
+                    }
+                }
+                Pte::Table(child) => self.check_unmap(child, level - 1, iova, span_end)?,
+            }
+            iova = span_end;
+        }
+        Ok(())
+    }
+
+    fn table_empty(&self, table: u64, level: u32) -> bool {
+        (0..self.entries(level)).all(|i| {
+            let e = load(entry_ptr(&self.hal, table, i));
+            e == 0 || self.format.decode(e, level) == Pte::Invalid
+        })
+    }
+
+    fn commit_unmap(&self, table: u64, level: u32, mut iova: u64, end: u64, gather: &mut Gather) {
+        let size = level_size(level);
+        while iova < end {
+            let idx = self.index(iova, level);
+            let slot = entry_ptr(&self.hal, table, idx);
+            match self.format.decode(load(slot), level) {
+                Pte::Leaf(_) => {
+                    // The run of consecutive leaves in range (check_unmap proved each
+                    // is a whole leaf; a table may follow them).
+                    let max = (((end - iova) / size) as usize).min(self.entries(level) - idx);
+                    let mut n = 1;
+                    while n < max
+                        && matches!(
+                            self.format.decode(load(slot.wrapping_add(n)), level),
+                            Pte::Leaf(_)
+                        )
+                    {
+                        n += 1;
+                    }
+                    for k in 0..n {
+                        store(slot.wrapping_add(k), 0);
+                    }
+                    self.flush(slot, n);
+                    gather.add_range(iova, iova + n as u64 * size, size);
+                    iova += n as u64 * size;
+                }
+                Pte::Table(child) => {
+                    let span_end = end.min((iova | (size - 1)) + 1);
+                    self.commit_unmap(child, level - 1, iova, span_end, gather);
+                    let whole = iova & (size - 1) == 0 && span_end - iova == size;
+                    if whole || self.table_empty(child, level - 1) {
+                        store(slot, 0);
+                        self.flush(slot, 1);
+                        gather.push_page(&self.hal, child);
+                    }
+                    iova = span_end;
+                }
+                // check_unmap proved the range is mapped.
+                Pte::Invalid => iova = end.min((iova | (size - 1)) + 1),
+            }
+        }
+    }
+
+    /// Physical address `iova` translates to, if mapped.
+    pub fn iova_to_phys(&self, iova: u64) -> Option<u64> {
+        self.translate(iova).map(|t| t.phys)
+    }
+
+    /// Walk the table for `iova` as the hardware would.
+    pub fn translate(&self, iova: u64) -> Option<Translation> {
+        if iova >= 1u64 << self.format.ias() {
+            return None;
+        }
+        let mut table = self.root;
+        let mut level = self.root_level();
+        loop {
+            let pte = load(entry_ptr(&self.hal, table, self.index(iova, level)));
+            match self.format.decode(pte, level) {
+                Pte::Invalid => return None,
+                Pte::Leaf(base) => {
+                    let size = level_size(level);
+                    return Some(Translation {
+                        phys: base | (iova & (size - 1)),
+                        size,
+                        prot: self.format.leaf_prot(pte, level),
+                    });
+                }
+                Pte::Table(next) => {
+                    if level == 0 {
+                        return None;
+                    }
+                    table = next;
+                    level -= 1;
+                }
+            }
+        }
+    }
+
+    fn free_tree(&self, table: u64, level: u32) {
+        if level > 0 {
+            for i in 0..self.entries(level) {
+                if let Pte::Table(child) = self
+                    .format
+                    .decode(load(entry_ptr(&self.hal, table, i)), level)
+                {
+                    self.free_tree(child, level - 1);
+                    // SAFETY: the child is a table page this PageTable allocated;
+                    // the table is being dropped, so nothing walks it any more.
+                    unsafe { self.hal.free_pages(child, 1) };
+                }
+            }
+        }
+    }
+}
+
+impl<F: Format, H: Hal> Drop for PageTable<F, H> {
+    /// Free every table page (never the memory mapped). The embedder must have
+    /// detached the table from every IOMMU and invalidated their caches first.
+    fn drop(&mut self) {
+        self.free_tree(self.root, self.root_level());
+        // SAFETY: the root came from alloc_pages(root_pages) in `new`.
+        unsafe { self.hal.free_pages(self.root, self.format.root_pages()) };
+    }
+}
+
+#[cfg(test)]
+mod smoke {
+    extern crate std;
+    use super::*;
+    use crate::drivers::vtd::regs::LargePages;
+    use core::cell::{Cell, RefCell};
+    use std::vec::Vec;
+
+    /// Pages from a host buffer; physical address = offset + 1 GiB.
+    struct Pool {
+        mem: RefCell<Vec<[u64; 512]>>,
+        free: RefCell<Vec<usize>>,
+        live: Cell<isize>,
+    }
+    const BASE: u64 = 1 << 30;
+    impl Pool {
+        fn new(pages: usize) -> Self {
+            Pool {
+                mem: RefCell::new(std::vec![[0u64; 512]; pages]),
+                free: RefCell::new((0..pages).rev().collect()),
+                live: Cell::new(0),
+            }
+        }
+    }
+    impl Hal for Pool {
+        fn alloc_pages(&self, count: usize) -> Option<u64> {
+            assert_eq!(count, 1);
+            let i = self.free.borrow_mut().pop()?;
+            self.mem.borrow_mut()[i] = [0; 512];
+            self.live.set(self.live.get() + 1);
+            Some(BASE + i as u64 * PAGE_SIZE)
+        }
+        unsafe fn free_pages(&self, phys: u64, count: usize) {
+            assert_eq!(count, 1);
+            self.free
+                .borrow_mut()
+                .push(((phys - BASE) / PAGE_SIZE) as usize);
+            self.live.set(self.live.get() - 1);
+        }
+        fn phys_to_virt(&self, phys: u64) -> *mut u8 {
+            let i = ((phys - BASE) / PAGE_SIZE) as usize;
+            self.mem.borrow_mut()[i].as_mut_ptr() as *mut u8
+        }
+    }
+
+    #[test]
+    fn map_translate_unmap_release() {
+        let pool = Pool::new(64);
+        {
+            let fmt = VtdSl::new(48, LargePages::SIZE_2M).unwrap();
+            let mut pt = PageTable::new(fmt, &pool).unwrap();
+            let rw = Prot::READ | Prot::WRITE;
+            // 1 MiB of 4 KiB pages and one 2 MiB block.
+            pt.map(0x10_0000, 0x8000_0000, 0x10_0000, rw).unwrap();
+            pt.map(0x40_0000, 0x9000_0000, 0x20_0000, rw).unwrap();
+            assert_eq!(pool.live.get(), 4, "root + L2 + L1 + one leaf table");
+            let t = pt.translate(0x10_3123).unwrap();
+            assert_eq!((t.phys, t.size), (0x8000_3123, 4096));
+            let t = pt.translate(0x5f_fff8).unwrap();
+            assert_eq!((t.phys, t.size), (0x901f_fff8, 2 << 20));
+            assert_eq!(pt.iova_to_phys(0x20_0000), None);
+            assert_eq!(
+                pt.map(0x1f_f000, 0, 0x2000, rw),
+                Err(Error::Overlap { iova: 0x1f_f000 })
+            );
+            let mut g = Gather::new();
+            assert_eq!(
+                pt.unmap(0x40_0000, 0x1000, &mut g),
+                Err(Error::SplitBlock {
+                    iova: 0x40_0000,
+                    size: 2 << 20
+                })
+            );
+            assert_eq!(
+                pt.unmap(0x20_0000, 0x1000, &mut g),
+                Err(Error::NotMapped { iova: 0x20_0000 })
+            );
+            pt.unmap(0x10_0000, 0x10_0000, &mut g).unwrap();
+            assert_eq!(g.freed_pages(), 1, "the emptied leaf table");
+            assert_eq!(g.range(), Some((0x10_0000, 0x20_0000)));
+            assert_eq!(g.page_size(), 4096);
+            assert_eq!(pt.iova_to_phys(0x10_0000), None);
+            g.release(pt.hal());
+            assert_eq!(pool.live.get(), 3);
+        }
+        assert_eq!(pool.live.get(), 0, "drop frees every table");
+    }
+
+    #[test]
+    fn out_of_memory_leaves_nothing_behind() {
+        let pool = Pool::new(3); // root + 2: not enough for a 4-level 4 KiB map
+        let mut pt = PageTable::new(X86_64::new(false), &pool).unwrap();
+        assert_eq!(pt.map(0, 0, 4096, Prot::READ), Err(Error::NoMemory));
+        assert_eq!(pool.live.get(), 1);
+        assert_eq!(pt.iova_to_phys(0), None);
+    }
+}
