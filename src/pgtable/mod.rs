@@ -351,6 +351,13 @@ impl<F: Format, H: Hal> PageTable<F, H> {
                 value: paddr,
             });
         }
+        // A leaf the format would read back as "not present" (VT-d without
+        // READ or WRITE) would map nothing and be overwritten silently later.
+        if self.format.decode(self.format.leaf_bits(0, prot), 0) == Pte::Invalid {
+            return Err(Error::Unsupported {
+                what: "permissions this format cannot express as a present entry",
+            });
+        }
         let level = self.root_level();
         let need = self.check_map(Some(self.root), level, iova, end, paddr)?;
         let mut reserve = self.reserve(need)?;
@@ -385,13 +392,10 @@ impl<F: Format, H: Hal> PageTable<F, H> {
             if self.leaf_fits(level, iova, end, pa) {
                 let n = (((end - iova) / size) as usize).min(self.entries(level) - idx);
                 if let Some(t) = table {
+                    let base = entry_ptr(&self.hal, t, idx);
                     for k in 0..n {
-                        if load(entry_ptr(&self.hal, t, idx + k)) != 0
-                            && self
-                                .format
-                                .decode(load(entry_ptr(&self.hal, t, idx + k)), level)
-                                != Pte::Invalid
-                        {
+                        let e = load(base.wrapping_add(k));
+                        if e != 0 && self.format.decode(e, level) != Pte::Invalid {
                             return Err(Error::Overlap {
                                 iova: iova + k as u64 * size,
                             });
@@ -741,6 +745,20 @@ mod smoke {
             assert_eq!(pool.live.get(), 3);
         }
         assert_eq!(pool.live.get(), 0, "drop frees every table");
+    }
+
+    #[test]
+    fn vtd_refuses_a_leaf_without_access() {
+        let pool = Pool::new(8);
+        let fmt = VtdSl::new(39, LargePages::empty()).unwrap();
+        let mut pt = PageTable::new(fmt, &pool).unwrap();
+        assert!(matches!(
+            pt.map(0, 0, 4096, Prot::EXEC),
+            Err(Error::Unsupported { .. })
+        ));
+        assert_eq!(pool.live.get(), 1);
+        pt.map(0, 0, 4096, Prot::WRITE).unwrap();
+        assert_eq!(pt.translate(0).unwrap().prot, Prot::WRITE);
     }
 
     #[test]
