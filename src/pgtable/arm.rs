@@ -35,6 +35,10 @@ const S2_NORMAL_NC: u64 = 0b0101 << 2;
 const S2_DEVICE: u64 = 0b0001 << 2;
 /// Stage 2 MemAttr field.
 const S2_MEMATTR: u64 = 0b1111 << 2;
+/// Bits 11:2 of a table descriptor are ignored by the walker (D8.3.1); the
+/// engine keeps its entry count there. (FEAT_HAFT would give bit 10 a meaning
+/// in table descriptors; the engine does not enable it.)
+const TABLE_IGNORED_SHIFT: u32 = 2;
 /// Stage 1 AttrIndx field (bits 4:2).
 const ATTR_INDX: u64 = 0b111 << 2;
 
@@ -176,6 +180,10 @@ impl Format for ArmS1 {
         VALID | TABLE_OR_PAGE
     }
     #[inline]
+    fn count_shift(&self) -> u32 {
+        TABLE_IGNORED_SHIFT
+    }
+    #[inline]
     fn decode(&self, pte: u64, level: u32) -> Pte {
         arm_decode(pte, level, self.addr_mask())
     }
@@ -304,6 +312,10 @@ impl Format for ArmS2 {
     #[inline]
     fn table_bits(&self, _level: u32) -> u64 {
         VALID | TABLE_OR_PAGE
+    }
+    #[inline]
+    fn count_shift(&self) -> u32 {
+        TABLE_IGNORED_SHIFT
     }
     #[inline]
     fn decode(&self, pte: u64, level: u32) -> Pte {

@@ -30,7 +30,9 @@
 //! table, e.g. per domain). `iova_to_phys` / `translate` take `&self`.
 //! Hardware may walk the table at any time: every entry is written with a
 //! single 64-bit store, a new table is linked only after it is zeroed, and a
-//! leaf or table entry is never changed from one valid value to another.
+//! leaf or table entry is never changed from one valid value to another,
+//! except in the bits hardware ignores in table entries, where the engine
+//! keeps each table's count of valid entries ([`Format::count_shift`]).
 
 mod arm;
 mod vtd_sl;
@@ -96,6 +98,10 @@ pub trait Format {
     fn leaf_bits(&self, level: u32, prot: Prot) -> u64;
     /// Every bit of a table entry at `level` except the next table's address.
     fn table_bits(&self, level: u32) -> u64;
+    /// Bit position of a 10-bit field that hardware ignores in table entries.
+    /// The engine keeps there the number of valid entries in the table the
+    /// entry points to, so it knows in O(1) when an unmap empties a table.
+    fn count_shift(&self) -> u32;
     /// Decode an entry found at `level`.
     fn decode(&self, pte: u64, level: u32) -> Pte;
     /// Permissions and type of a leaf entry at `level`.
@@ -241,6 +247,9 @@ fn store(p: *mut u64, v: u64) {
     unsafe { AtomicU64::from_ptr(p) }.store(v, Ordering::Relaxed)
 }
 
+/// Width of the valid-entry count kept in table entries (up to 512).
+const COUNT_MASK: u64 = 0x3ff;
+
 /// Pages reserved for one map call, chained through entry 0 like [`Gather`].
 struct Reserve {
     head: u64,
@@ -294,6 +303,43 @@ impl<F: Format, H: Hal> PageTable<F, H> {
     #[inline]
     fn index(&self, iova: u64, level: u32) -> usize {
         ((iova >> shift(level)) as usize) & (self.entries(level) - 1)
+    }
+
+    /// Valid entries of the table that the table entry `pte` points to.
+    #[inline]
+    fn count_of(&self, pte: u64) -> u64 {
+        (pte >> self.format.count_shift()) & COUNT_MASK
+    }
+
+    /// Add `delta` to the count kept in the table entry at `slot` (the parent's
+    /// entry for a table; `None` for the root, whose count is not kept). Only
+    /// ignored bits change: a concurrent walk sees the same table pointer.
+    #[inline]
+    fn adjust_count(&self, slot: Option<*mut u64>, delta: i64) {
+        if let (Some(slot), true) = (slot, delta != 0) {
+            let pte = load(slot);
+            let sh = self.format.count_shift();
+            let count = self.count_of(pte).wrapping_add_signed(delta);
+            debug_assert!(count <= 512, "table entry count out of range");
+            store(slot, (pte & !(COUNT_MASK << sh)) | (count << sh));
+            self.flush(slot, 1);
+        }
+    }
+
+    /// Whether entries `idx..idx + n` of `table` are all leaves at `level`.
+    /// A branch-free fold over a plain slice, so the compiler can vectorise
+    /// it; callers fall back to an entry-by-entry walk when it says no.
+    #[inline]
+    fn all_leaves(&self, table: u64, level: u32, idx: usize, n: usize) -> bool {
+        let p = entry_ptr(&self.hal, table, idx) as *const u64;
+        // SAFETY: `idx + n <= entries(level)` in every caller, inside a live
+        // table page owned by this PageTable. Only this code writes it (callers
+        // hold `&mut self`), and walkers never write tables we own: accessed
+        // and dirty bits are preset and hardware updates are not enabled.
+        let entries = unsafe { core::slice::from_raw_parts(p, n) };
+        entries.iter().fold(true, |ok, &e| {
+            ok & matches!(self.format.decode(e, level), Pte::Leaf(_))
+        })
     }
 
     #[inline]
@@ -361,7 +407,7 @@ impl<F: Format, H: Hal> PageTable<F, H> {
         let level = self.root_level();
         let need = self.check_map(Some(self.root), level, iova, end, paddr)?;
         let mut reserve = self.reserve(need)?;
-        self.commit_map(self.root, level, iova, end, paddr, prot, &mut reserve);
+        self.commit_map(self.root, None, level, iova, end, paddr, prot, &mut reserve);
         debug_assert_eq!(reserve.head, 0, "map used fewer tables than counted");
         // Pages counted but unused would be a bug in the count; never leak them.
         self.free_reserve(reserve);
@@ -469,6 +515,7 @@ impl<F: Format, H: Hal> PageTable<F, H> {
     fn commit_map(
         &self,
         table: u64,
+        counter: Option<*mut u64>,
         level: u32,
         mut iova: u64,
         end: u64,
@@ -477,10 +524,12 @@ impl<F: Format, H: Hal> PageTable<F, H> {
         reserve: &mut Reserve,
     ) {
         let size = level_size(level);
+        let mut added = 0i64;
         while iova < end {
             let idx = self.index(iova, level);
             if self.leaf_fits(level, iova, end, pa) {
                 let n = (((end - iova) / size) as usize).min(self.entries(level) - idx);
+                added += n as i64;
                 let bits = self.format.leaf_bits(level, prot);
                 let base = entry_ptr(&self.hal, table, idx);
                 let mut a = pa;
@@ -503,13 +552,24 @@ impl<F: Format, H: Hal> PageTable<F, H> {
                     fence(Ordering::Release);
                     store(slot, child | self.format.table_bits(level));
                     self.flush(slot, 1);
+                    added += 1;
                     child
                 }
             };
-            self.commit_map(child, level - 1, iova, span_end, pa, prot, reserve);
+            self.commit_map(
+                child,
+                Some(slot),
+                level - 1,
+                iova,
+                span_end,
+                pa,
+                prot,
+                reserve,
+            );
             pa += span_end - iova;
             iova = span_end;
         }
+        self.adjust_count(counter, added);
     }
 
     /// Unmap `[iova, iova + len)`, which must be entirely mapped and must not
@@ -518,19 +578,33 @@ impl<F: Format, H: Hal> PageTable<F, H> {
         let end = self.check_range(iova, len)?;
         let level = self.root_level();
         self.check_unmap(self.root, level, iova, end)?;
-        self.commit_unmap(self.root, level, iova, end, gather);
+        self.commit_unmap(self.root, None, level, iova, end, gather);
         Ok(())
     }
 
     fn check_unmap(&self, table: u64, level: u32, mut iova: u64, end: u64) -> Result<(), Error> {
         let size = level_size(level);
+        let base = entry_ptr(&self.hal, table, 0);
+        if level == 0 {
+            // Every 4 KiB entry in range must be present.
+            let idx = self.index(iova, 0);
+            let n = ((end - iova) / size) as usize;
+            if self.all_leaves(table, 0, idx, n) {
+                return Ok(());
+            }
+            for k in 0..n {
+                if self.format.decode(load(base.wrapping_add(idx + k)), 0) == Pte::Invalid {
+                    return Err(Error::NotMapped {
+                        iova: iova + k as u64 * size,
+                    });
+                }
+            }
+            return Ok(());
+        }
         while iova < end {
-            let idx = self.index(iova, level);
             let span_end = end.min((iova | (size - 1)) + 1);
-            match self
-                .format
-                .decode(load(entry_ptr(&self.hal, table, idx)), level)
-            {
+            let pte = load(base.wrapping_add(self.index(iova, level)));
+            match self.format.decode(pte, level) {
                 Pte::Invalid => return Err(Error::NotMapped { iova }),
                 Pte::Leaf(_) => {
                     if iova & (size - 1) != 0 || span_end - iova != size {
@@ -539,6 +613,24 @@ impl<F: Format, H: Hal> PageTable<F, H> {
                             size,
                         });
                     }
+                    // Whole blocks that follow in range: one load and decode each.
+                    let idx = self.index(iova, level);
+                    let max = (((end - iova) / size) as usize).min(self.entries(level) - idx);
+                    let mut n = if self.all_leaves(table, level, idx, max) {
+                        max
+                    } else {
+                        1
+                    };
+                    while n < max
+                        && matches!(
+                            self.format.decode(load(base.wrapping_add(idx + n)), level),
+                            Pte::Leaf(_)
+                        )
+                    {
+                        n += 1;
+                    }
+                    iova += n as u64 * size;
+                    continue;
                 }
                 Pte::Table(child) => self.check_unmap(child, level - 1, iova, span_end)?,
             }
@@ -547,24 +639,31 @@ impl<F: Format, H: Hal> PageTable<F, H> {
         Ok(())
     }
 
-    fn table_empty(&self, table: u64, level: u32) -> bool {
-        (0..self.entries(level)).all(|i| {
-            let e = load(entry_ptr(&self.hal, table, i));
-            e == 0 || self.format.decode(e, level) == Pte::Invalid
-        })
-    }
-
-    fn commit_unmap(&self, table: u64, level: u32, mut iova: u64, end: u64, gather: &mut Gather) {
+    fn commit_unmap(
+        &self,
+        table: u64,
+        counter: Option<*mut u64>,
+        level: u32,
+        mut iova: u64,
+        end: u64,
+        gather: &mut Gather,
+    ) {
         let size = level_size(level);
+        let mut removed = 0i64;
         while iova < end {
             let idx = self.index(iova, level);
             let slot = entry_ptr(&self.hal, table, idx);
             match self.format.decode(load(slot), level) {
                 Pte::Leaf(_) => {
                     // The run of consecutive leaves in range (check_unmap proved each
-                    // is a whole leaf; a table may follow them).
+                    // is a whole leaf). At level 0 every entry in range is one; above,
+                    // a table may follow them.
                     let max = (((end - iova) / size) as usize).min(self.entries(level) - idx);
-                    let mut n = 1;
+                    let mut n = if level == 0 || self.all_leaves(table, level, idx, max) {
+                        max
+                    } else {
+                        1
+                    };
                     while n < max
                         && matches!(
                             self.format.decode(load(slot.wrapping_add(n)), level),
@@ -577,16 +676,17 @@ impl<F: Format, H: Hal> PageTable<F, H> {
                         store(slot.wrapping_add(k), 0);
                     }
                     self.flush(slot, n);
+                    removed += n as i64;
                     gather.add_range(iova, iova + n as u64 * size, size);
                     iova += n as u64 * size;
                 }
                 Pte::Table(child) => {
                     let span_end = end.min((iova | (size - 1)) + 1);
-                    self.commit_unmap(child, level - 1, iova, span_end, gather);
-                    let whole = iova & (size - 1) == 0 && span_end - iova == size;
-                    if whole || self.table_empty(child, level - 1) {
+                    self.commit_unmap(child, Some(slot), level - 1, iova, span_end, gather);
+                    if self.count_of(load(slot)) == 0 {
                         store(slot, 0);
                         self.flush(slot, 1);
+                        removed += 1;
                         gather.push_page(&self.hal, child);
                     }
                     iova = span_end;
@@ -595,6 +695,7 @@ impl<F: Format, H: Hal> PageTable<F, H> {
                 Pte::Invalid => iova = end.min((iova | (size - 1)) + 1),
             }
         }
+        self.adjust_count(counter, -removed);
     }
 
     /// Physical address `iova` translates to, if mapped.
@@ -745,6 +846,60 @@ mod smoke {
             assert_eq!(pool.live.get(), 3);
         }
         assert_eq!(pool.live.get(), 0, "drop frees every table");
+    }
+
+    /// Every kept count equals the number of valid entries of its table.
+    fn counts_ok<F: Format, H: Hal>(pt: &PageTable<F, H>, table: u64, level: u32) -> usize {
+        let mut valid = 0;
+        for i in 0..pt.entries(level) {
+            let e = load(entry_ptr(&pt.hal, table, i));
+            match pt.format.decode(e, level) {
+                Pte::Invalid => assert_eq!(e, 0, "invalid entries are zero"),
+                Pte::Leaf(_) => valid += 1,
+                Pte::Table(child) => {
+                    valid += 1;
+                    let n = counts_ok(pt, child, level - 1);
+                    assert_eq!(
+                        pt.count_of(e) as usize,
+                        n,
+                        "count of table at level {}",
+                        level - 1
+                    );
+                    assert!(n > 0, "no empty table stays linked");
+                }
+            }
+        }
+        valid
+    }
+
+    #[test]
+    fn counts_track_every_map_and_unmap() {
+        let pool = Pool::new(64);
+        let mut pt =
+            PageTable::new(ArmS1::new(MairIndices::default(), 48).unwrap(), &pool).unwrap();
+        let rw = Prot::READ | Prot::WRITE;
+        let mut g = Gather::new();
+        // 3 MiB at an odd 4 KiB offset: leaf tables, one 2 MiB block, leaf tables.
+        pt.map(0x1ff000, 0x4000_0000 + 0x1ff000, 0x30_2000, rw)
+            .unwrap();
+        pt.map(0x8000_0000, 0x8000_0000, 1 << 30, rw).unwrap();
+        counts_ok(&pt, pt.root, pt.root_level());
+        pt.unmap(0x1ff000, 0x1000, &mut g).unwrap();
+        counts_ok(&pt, pt.root, pt.root_level());
+        pt.unmap(0x200000, 0x20_0000, &mut g).unwrap();
+        counts_ok(&pt, pt.root, pt.root_level());
+        pt.unmap(0x400000, 0x1000, &mut g).unwrap();
+        counts_ok(&pt, pt.root, pt.root_level());
+        pt.unmap(0x8000_0000, 1 << 30, &mut g).unwrap();
+        assert_eq!(
+            counts_ok(&pt, pt.root, pt.root_level()),
+            1,
+            "0x401000..0x501000 is left"
+        );
+        pt.unmap(0x401000, 0x10_0000, &mut g).unwrap();
+        assert_eq!(counts_ok(&pt, pt.root, pt.root_level()), 0);
+        g.release(pt.hal());
+        assert_eq!(pool.live.get(), 1, "only the root is left");
     }
 
     #[test]

@@ -129,6 +129,11 @@ impl Format for VtdSl {
         R | W
     }
     #[inline]
+    fn count_shift(&self) -> u32 {
+        // Bits 61:52 are ignored in non-leaf second-level entries (9.8).
+        52
+    }
+    #[inline]
     fn decode(&self, pte: u64, level: u32) -> Pte {
         if pte & (R | W) == 0 {
             Pte::Invalid

@@ -114,6 +114,11 @@ impl Format for X86_64 {
         P | RW | US | A
     }
     #[inline]
+    fn count_shift(&self) -> u32 {
+        // Bits 61:52 are ignored in non-leaf entries (SDM tables 4-15..4-18).
+        52
+    }
+    #[inline]
     fn decode(&self, pte: u64, level: u32) -> Pte {
         if pte & P == 0 {
             Pte::Invalid
