@@ -57,6 +57,17 @@ fn arm_decode(pte: u64, level: u32, mask: u64) -> Pte {
     }
 }
 
+/// Page (level 3: bits 1:0 = 0b11) or block (levels 1-2: 0b01).
+#[inline]
+fn arm_is_leaf(pte: u64, level: u32) -> bool {
+    pte & (VALID | TABLE_OR_PAGE)
+        == if level == 0 {
+            VALID | TABLE_OR_PAGE
+        } else {
+            VALID
+        }
+}
+
 /// Which MAIR slots (AttrIndx values) hold the three memory types stage-1
 /// leaves use. The embedder programs MAIR (SMMU CD.MAIR) with [`ArmS1::mair`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +197,10 @@ impl Format for ArmS1 {
     #[inline]
     fn decode(&self, pte: u64, level: u32) -> Pte {
         arm_decode(pte, level, self.addr_mask())
+    }
+    #[inline]
+    fn is_leaf(&self, pte: u64, level: u32) -> bool {
+        arm_is_leaf(pte, level)
     }
     #[inline]
     fn leaf_prot(&self, pte: u64, _level: u32) -> Prot {
@@ -320,6 +335,10 @@ impl Format for ArmS2 {
     #[inline]
     fn decode(&self, pte: u64, level: u32) -> Pte {
         arm_decode(pte, level, self.addr_mask())
+    }
+    #[inline]
+    fn is_leaf(&self, pte: u64, level: u32) -> bool {
+        arm_is_leaf(pte, level)
     }
     #[inline]
     fn leaf_prot(&self, pte: u64, _level: u32) -> Prot {

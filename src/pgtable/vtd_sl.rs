@@ -144,6 +144,10 @@ impl Format for VtdSl {
         }
     }
     #[inline]
+    fn is_leaf(&self, pte: u64, level: u32) -> bool {
+        pte & (R | W) != 0 && (level == 0 || pte & PS != 0)
+    }
+    #[inline]
     fn leaf_prot(&self, pte: u64, _level: u32) -> Prot {
         let mut p = Prot::empty();
         p.set(Prot::READ, pte & R != 0);

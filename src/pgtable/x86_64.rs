@@ -129,6 +129,10 @@ impl Format for X86_64 {
         }
     }
     #[inline]
+    fn is_leaf(&self, pte: u64, level: u32) -> bool {
+        pte & P != 0 && (level == 0 || pte & PS != 0)
+    }
+    #[inline]
     fn leaf_prot(&self, pte: u64, _level: u32) -> Prot {
         let mut p = Prot::READ;
         p.set(Prot::WRITE, pte & RW != 0);
