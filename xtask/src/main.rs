@@ -5,6 +5,7 @@
 //! - `run [--profile P]...`: boot machines and print their decoded defmt log.
 //! - `test [--profile P]...`: host tests, then every profile (or those named);
 //!   one line per test and `N passed, M failed` last.
+//! - `bench [NAME] [-- ARGS]`: host benchmarks in release (`pgtable`).
 //!
 //! Options for run/test: `--profile NAME` (repeatable), `--qemu-arg ARG`
 //! (repeatable, appended to QEMU's command line), `--timeout SECS` (per QEMU
@@ -12,6 +13,7 @@
 //! `--no-host` (test: skip host tests). `IOMMU_SELFTEST=fail|panic|hang` makes
 //! the target add a deliberately broken test, to prove the harness catches it.
 
+mod bench;
 mod profiles;
 mod runner;
 mod setup;
@@ -107,14 +109,19 @@ fn parse_options(args: &[String]) -> Result<Options> {
 }
 
 fn help() {
-    println!("usage: cargo xtask <setup|build|run|test> [options]\n");
+    println!("usage: cargo xtask <setup|build|run|test|bench> [options]\n");
     println!("  setup                 install rustup targets and QEMU >= 10.0 (Debian, root)");
     println!("  build                 build both board images");
     println!(
         "  run   [options]       boot machines, print the decoded log (default: {})",
         profiles::DEFAULT_RUN.join(", ")
     );
-    println!("  test  [options]       host tests + every profile (or those named)\n");
+    println!("  test  [options]       host tests + every profile (or those named)");
+    println!("  bench [NAME] [-- ARGS] host benchmarks in release (default: all):");
+    for (name, what) in bench::BENCHES {
+        println!("          {name:<14} {what}");
+    }
+    println!();
     println!("options: --profile NAME (repeatable)  --qemu-arg ARG (repeatable)  --timeout SECS");
     println!("         --memory SIZE  --edus N  --no-host\n");
     println!("profiles:");
@@ -151,6 +158,7 @@ fn main() -> ExitCode {
             ensure_setup()?;
             runner::test(&o)
         }),
+        "bench" => bench::run(rest),
         "help" | "--help" | "-h" => {
             help();
             Ok(true)

@@ -1,0 +1,100 @@
+//! `cargo xtask bench [NAME] [-- ARGS]`: host benchmarks of the root crate,
+//! built in release (`cargo bench -p iommu --bench NAME`) with the cargo that
+//! runs xtask.
+
+use std::process::Command;
+
+use crate::{Result, fail, sh, workspace_root};
+
+/// The benches (`benches/NAME.rs`, `harness = false`) and what they measure.
+pub const BENCHES: &[(&str, &str)] = &[(
+    "pgtable",
+    "page-table map/unmap vs aarch64-paging and x86_64 (ns/op, ratio, targets)",
+)];
+
+/// Which benches to run and the arguments for the bench binary.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub names: Vec<&'static str>,
+    pub args: Vec<String>,
+}
+
+/// `[NAME] [-- ARGS...]`; no name runs every bench.
+pub fn parse(args: &[String]) -> Result<Plan> {
+    let (ours, pass) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], args[i + 1..].to_vec()),
+        None => (args, vec![]),
+    };
+    let mut names = vec![];
+    for a in ours {
+        match BENCHES.iter().find(|(n, _)| n == a) {
+            Some((n, _)) => names.push(*n),
+            None => {
+                let known: Vec<_> = BENCHES.iter().map(|(n, _)| *n).collect();
+                return fail(format!(
+                    "unknown bench {a}; benches: {} (arguments for the bench go after --)",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    if names.is_empty() {
+        names = BENCHES.iter().map(|(n, _)| *n).collect();
+    }
+    Ok(Plan { names, args: pass })
+}
+
+/// The cargo command for one bench.
+pub fn command(name: &str, args: &[String]) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root())
+        .args(["bench", "-p", "iommu", "--bench", name]);
+    if !args.is_empty() {
+        c.arg("--").args(args);
+    }
+    c
+}
+
+/// Run the benches. A missed performance target is reported by the bench,
+/// not turned into a failure; only a build or run error fails.
+pub fn run(args: &[String]) -> Result<bool> {
+    let plan = parse(args)?;
+    for name in plan.names {
+        println!("== bench {name}");
+        sh(&mut command(name, &plan.args))?;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn names_and_passthrough() {
+        let p = parse(&s(&["pgtable", "--", "--bench", "x"])).unwrap();
+        assert_eq!(p.names, vec!["pgtable"]);
+        assert_eq!(p.args, s(&["--bench", "x"]));
+        let all = parse(&[]).unwrap();
+        assert_eq!(all.names.len(), BENCHES.len());
+        assert!(all.args.is_empty());
+        assert!(parse(&s(&["nope"])).is_err());
+    }
+
+    #[test]
+    fn runs_cargo_bench_on_the_root_crate() {
+        let c = command("pgtable", &s(&["-x"]));
+        let args: Vec<_> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            s(&["bench", "-p", "iommu", "--bench", "pgtable", "--", "-x"])
+        );
+    }
+}
