@@ -119,6 +119,12 @@ pub trait Format {
     fn ias(&self) -> u32 {
         12 + 9 * (self.levels() - 1) + self.root_bits()
     }
+    /// First input address past the range the format translates (the
+    /// default is `1 << ias()`; x86-64 keeps to the lower, canonical half).
+    #[inline]
+    fn input_limit(&self) -> u64 {
+        1u64 << self.ias()
+    }
     /// Pages the root occupies (concatenated root tables).
     #[inline]
     fn root_pages(&self) -> usize {
@@ -158,13 +164,19 @@ fn level_size(level: u32) -> u64 {
 /// Freed pages are chained through their entry 0 (a 4 KiB-aligned physical
 /// address: never a valid entry in any format, so a walker following a stale
 /// pointer still sees only non-present entries) until [`Gather::release`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Gather {
     start: u64,
     end: u64,
     pgsize: u64,
     head: u64,
     freed: usize,
+}
+
+impl Default for Gather {
+    fn default() -> Self {
+        Gather::new()
+    }
 }
 
 impl Gather {
@@ -254,6 +266,14 @@ fn store(p: *mut u64, v: u64) {
     unsafe { AtomicU64::from_ptr(p) }.store(v, Ordering::Relaxed)
 }
 
+/// The embedder's allocator gave a table page that entries cannot address.
+fn table_above_oas(phys: u64) -> Error {
+    Error::OutOfRange {
+        what: "table page above the format's output address size",
+        value: phys,
+    }
+}
+
 /// Most levels any format walks (x86-64 and VT-d 5-level).
 const MAX_LEVELS: usize = 5;
 
@@ -278,6 +298,12 @@ impl<F: Format, H: Hal> PageTable<F, H> {
         let root = hal
             .alloc_pages(format.root_pages())
             .ok_or(Error::NoMemory)?;
+        let end = root + format.root_pages() as u64 * PAGE_SIZE;
+        if end > 1u64 << format.oas() {
+            // SAFETY: just allocated, never handed to hardware.
+            unsafe { hal.free_pages(root, format.root_pages()) };
+            return Err(table_above_oas(root));
+        }
         Ok(PageTable { format, hal, root })
     }
 
@@ -376,7 +402,7 @@ impl<F: Format, H: Hal> PageTable<F, H> {
             what: "iova",
             value: iova,
         })?;
-        if end > 1u64 << self.format.ias() {
+        if end > self.format.input_limit() {
             return Err(Error::OutOfRange {
                 what: "iova",
                 value: iova,
@@ -486,6 +512,13 @@ impl<F: Format, H: Hal> PageTable<F, H> {
         let mut r = Reserve { head: 0 };
         for _ in 0..count {
             match self.hal.alloc_pages(1) {
+                // A table entry cannot point above the output address size.
+                Some(p) if p & !self.format.addr_mask() != 0 => {
+                    // SAFETY: just allocated, never linked.
+                    unsafe { self.hal.free_pages(p, 1) };
+                    self.free_reserve(r);
+                    return Err(table_above_oas(p));
+                }
                 Some(p) => {
                     store(entry_ptr(&self.hal, p, 0), r.head);
                     r.head = p;
@@ -770,7 +803,7 @@ impl<F: Format, H: Hal> PageTable<F, H> {
 
     /// Walk the table for `iova` as the hardware would.
     pub fn translate(&self, iova: u64) -> Option<Translation> {
-        if iova >= 1u64 << self.format.ias() {
+        if iova >= self.format.input_limit() {
             return None;
         }
         let mut table = self.root;
@@ -1011,6 +1044,12 @@ mod smoke {
         let pool = Pool::new(3); // root + 2: not enough for a 4-level 4 KiB map
         let mut pt = PageTable::new(X86_64::new(false), &pool).unwrap();
         assert_eq!(pt.map(0, 0, 4096, Prot::READ), Err(Error::NoMemory));
+        // Non-canonical (upper-half) x86 inputs are refused, not masked.
+        assert!(matches!(
+            pt.map(1 << 47, 0, 4096, Prot::READ),
+            Err(Error::OutOfRange { what: "iova", .. })
+        ));
+        assert_eq!(pt.translate((1 << 47) + 0x1000), None);
         assert_eq!(pool.live.get(), 1);
         assert_eq!(pt.iova_to_phys(0), None);
     }

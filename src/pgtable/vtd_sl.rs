@@ -125,8 +125,9 @@ impl Format for VtdSl {
     }
     #[inline]
     fn table_bits(&self, _level: u32) -> u64 {
-        // Permissions combine across levels: tables grant both, leaves restrict.
-        R | W
+        // Permissions combine across levels: tables grant all, leaves restrict.
+        // X in an upper entry is needed for execute to reach the leaf (9.8).
+        if self.execute { R | W | X } else { R | W }
     }
     #[inline]
     fn count_shift(&self) -> u32 {

@@ -74,6 +74,12 @@ impl Format for X86_64 {
         9
     }
     #[inline]
+    fn input_limit(&self) -> u64 {
+        // Canonical lower half only: the bits above 47 (56 with 5 levels)
+        // must copy bit 47 (56), and the upper half is the supervisor side.
+        1u64 << (self.ias() - 1)
+    }
+    #[inline]
     fn oas(&self) -> u32 {
         self.oas
     }
