@@ -61,6 +61,16 @@ pub enum Error {
     },
     /// The embedder's allocator ran out of pages.
     NoMemory,
+    /// A PASID is outside what the caller may use, or not allocated.
+    BadPasid {
+        /// The PASID.
+        pasid: u32,
+    },
+    /// A fixed-capacity resource is used up.
+    Exhausted {
+        /// Which one.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -82,6 +92,8 @@ impl fmt::Display for Error {
                 write!(f, "range cuts the {size:#x}-byte block at {iova:#x}")
             }
             Error::NoMemory => write!(f, "out of memory for tables"),
+            Error::BadPasid { pasid } => write!(f, "bad PASID {pasid:#x}"),
+            Error::Exhausted { what } => write!(f, "no {what} left"),
         }
     }
 }

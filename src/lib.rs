@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod core;
 pub mod drivers;
 pub mod error;
 pub mod hal;
