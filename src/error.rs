@@ -66,6 +66,11 @@ pub enum Error {
         /// The PASID.
         pasid: u32,
     },
+    /// Nothing matches what was named.
+    NotFound {
+        /// What was looked for.
+        what: &'static str,
+    },
     /// A fixed-capacity resource is used up.
     Exhausted {
         /// Which one.
@@ -94,6 +99,7 @@ impl fmt::Display for Error {
             Error::NoMemory => write!(f, "out of memory for tables"),
             Error::BadPasid { pasid } => write!(f, "bad PASID {pasid:#x}"),
             Error::Exhausted { what } => write!(f, "no {what} left"),
+            Error::NotFound { what } => write!(f, "no such {what}"),
         }
     }
 }

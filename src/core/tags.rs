@@ -1,0 +1,159 @@
+//! Cache tags: which hardware caches may hold a domain's translations, and
+//! how an unmap reaches all of them.
+//!
+//! Every attach records a [`CacheTag`] on the domain (the IOMMU instance, the
+//! tag the hardware caches under — VT-d domain id, SMMU ASID or VMID — the
+//! PASID, the device, and which cache); detach removes it. After an unmap has
+//! filled a [`Gather`], [`sync`] sends each instance the invalidations for all
+//! of its tags and then waits for completion exactly once per instance. Only
+//! when every wait succeeded are the gathered table pages released: a page
+//! the IOMMU may still walk is never freed.
+
+use heapless::Vec;
+
+use crate::error::Error;
+use crate::hal::Hal;
+use crate::pgtable::Gather;
+
+/// Which cache a tag names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TagKind {
+    /// The IOMMU's own TLB (and paging-structure caches).
+    Iotlb,
+    /// A parent (stage-2) domain's entries cached for a nested domain on it.
+    NestedParent,
+    /// A device's own TLB (PCIe ATS); invalidated after the IOTLB.
+    DevTlb,
+}
+
+/// One cache that may hold a domain's translations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CacheTag {
+    /// The IOMMU instance (the embedder's index).
+    pub instance: u16,
+    /// What the hardware tags entries with: VT-d DID, SMMU ASID or VMID.
+    pub id: u32,
+    /// PASID the domain is attached at; `None` for the requester ID itself.
+    pub pasid: Option<u32>,
+    /// The device: its source-id / StreamID (needed for device-TLB invalidation).
+    pub device: u32,
+    /// Which cache.
+    pub kind: TagKind,
+}
+
+/// The tags of one domain, with a user count each (the same tag recorded by
+/// two attaches is one entry, removed when both detach). `N` is the capacity.
+#[derive(Debug, Default)]
+pub struct CacheTags<const N: usize> {
+    entries: Vec<(CacheTag, u32), N>,
+}
+
+impl<const N: usize> CacheTags<N> {
+    /// No tags.
+    pub const fn new() -> Self {
+        CacheTags {
+            entries: Vec::new(),
+        }
+    }
+
+    /// Record a tag (at attach).
+    pub fn add(&mut self, tag: CacheTag) -> Result<(), Error> {
+        if let Some((_, users)) = self.entries.iter_mut().find(|(t, _)| *t == tag) {
+            *users += 1;
+            return Ok(());
+        }
+        self.entries.push((tag, 1)).map_err(|_| Error::Exhausted {
+            what: "cache-tag slots on this domain",
+        })
+    }
+
+    /// Drop one use of a tag (at detach). Refused, changing nothing, when the
+    /// tag is not recorded.
+    pub fn remove(&mut self, tag: &CacheTag) -> Result<(), Error> {
+        let i = self
+            .entries
+            .iter()
+            .position(|(t, _)| t == tag)
+            .ok_or(Error::NotFound { what: "cache tag" })?;
+        if self.entries[i].1 > 1 {
+            self.entries[i].1 -= 1;
+        } else {
+            self.entries.swap_remove(i);
+        }
+        Ok(())
+    }
+
+    /// The distinct tags.
+    pub fn iter(&self) -> impl Iterator<Item = &CacheTag> {
+        self.entries.iter().map(|(t, _)| t)
+    }
+
+    /// Number of distinct tags.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no tag is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// What a driver provides for invalidation: queue, then wait.
+pub trait TagInvalidate {
+    /// Queue invalidation of what `tag` caches for `[start, end)` (`None`:
+    /// everything under the tag), leaves of at least `page_size`;
+    /// `tables_freed` says paging-structure caches must go too.
+    fn invalidate(
+        &mut self,
+        tag: &CacheTag,
+        range: Option<(u64, u64)>,
+        page_size: u64,
+        tables_freed: bool,
+    ) -> Result<(), Error>;
+
+    /// Wait until everything queued on `instance` has completed.
+    fn wait(&mut self, instance: u16) -> Result<(), Error>;
+}
+
+/// Invalidate what `gather` covers in every cache `tags` names, one batch and
+/// one completion wait per instance (IOTLB before device TLB within a batch),
+/// then release the gathered table pages through `hal`.
+///
+/// On error nothing is released: the gather keeps its pages and range, so the
+/// caller can retry the sync (or leak the pages rather than free memory the
+/// IOMMU may still walk).
+pub fn sync<const N: usize, D: TagInvalidate, H: Hal>(
+    tags: &CacheTags<N>,
+    gather: &mut Gather,
+    driver: &mut D,
+    hal: &H,
+) -> Result<(), Error> {
+    let Some(range) = gather.range() else {
+        // Nothing was unmapped; nothing can be cached.
+        gather.release(hal);
+        return Ok(());
+    };
+    let page_size = gather.page_size();
+    let tables = gather.has_freed_tables();
+    // Instances in order of first appearance, each handled once.
+    let mut done: Vec<u16, N> = Vec::new();
+    for first in tags.iter() {
+        if done.contains(&first.instance) {
+            continue;
+        }
+        // `done` has room: it holds at most one entry per distinct tag.
+        let _ = done.push(first.instance);
+        for kind in [TagKind::Iotlb, TagKind::NestedParent, TagKind::DevTlb] {
+            for tag in tags
+                .iter()
+                .filter(|t| t.instance == first.instance && t.kind == kind)
+            {
+                driver.invalidate(tag, Some(range), page_size, tables)?;
+            }
+        }
+        driver.wait(first.instance)?;
+    }
+    gather.release(hal);
+    Ok(())
+}
