@@ -1,11 +1,14 @@
 //! The hardware-agnostic layer: what every IOMMU driver shares.
 //!
-//! Built so far: the global PASID allocator ([`pasid`]) and cache tags with
-//! batched invalidation ([`tags`]). Domains, attach, SVA bonds and I/O
-//! page-fault routing follow.
+//! Built so far: the global PASID allocator ([`pasid`]), cache tags with
+//! batched invalidation ([`tags`]) and the I/O page-fault group queue
+//! ([`iopf`]). The driver trait, domains, attach (which routes faults to the
+//! attached domain's handler), SVA bonds and iommufd objects follow.
 
+pub mod iopf;
 pub mod pasid;
 pub mod tags;
 
+pub use iopf::{Access, Fault, FaultKind, FaultQueue, FaultResponder, Response};
 pub use pasid::{Pasid, PasidAllocator};
 pub use tags::{CacheTag, CacheTags, TagInvalidate, TagKind};

@@ -1,0 +1,274 @@
+//! I/O page faults: one fault type for every IOMMU, grouping of partial page
+//! requests, and exactly one response per group.
+//!
+//! Drivers decode their hardware records (VT-d fault records and page
+//! requests, SMMU event and PRI queues) into [`Fault`] and [`report`] them.
+//! [`FaultQueue::handle`] passes each complete group to a handler (the core
+//! routes it to the domain attached at the device and PASID) and sends the
+//! handler's answer back once through [`FaultResponder`].
+//!
+//! [`report`]: FaultQueue::report
+
+use heapless::Vec;
+
+use crate::error::Error;
+
+bitflags::bitflags! {
+    /// What the faulting access wanted.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Access: u8 {
+        /// Read.
+        const READ = 1 << 0;
+        /// Write.
+        const WRITE = 1 << 1;
+        /// Instruction fetch.
+        const EXEC = 1 << 2;
+        /// Privileged (supervisor) access.
+        const PRIV = 1 << 3;
+    }
+}
+
+/// How the hardware reported the fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A PCIe page request (PRI / VT-d page request): recoverable, answered per group.
+    PageRequest,
+    /// A stalled transaction (SMMU stall model): recoverable, answered (resume/terminate).
+    Stall,
+    /// A translation fault that cannot be retried: reported, never answered.
+    Unrecoverable,
+}
+
+/// A fault, whatever IOMMU reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// IOMMU instance (the embedder's index).
+    pub instance: u16,
+    /// Device: source-id / StreamID.
+    pub device: u32,
+    /// PASID of the request, if it carried one.
+    pub pasid: Option<u32>,
+    /// Faulting address (page granular for page requests).
+    pub addr: u64,
+    /// Access wanted.
+    pub access: Access,
+    /// Page-request group index (PRGI), or the stall tag.
+    pub group: u16,
+    /// Last request of its group (always true for stalls and events).
+    pub last: bool,
+    /// Kind.
+    pub kind: FaultKind,
+}
+
+/// What a handler decided for a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// The pages are mapped: retry.
+    Success,
+    /// The request is invalid: do not retry (the device gets a response
+    /// failure for this group only).
+    Invalid,
+    /// Handling failed: the device stops issuing page requests (PCIe
+    /// "Response Failure") / the stalled transaction is terminated.
+    Failure,
+}
+
+/// Where responses go: the driver of the instance that reported the fault.
+pub trait FaultResponder {
+    /// Send one response for `group` of `device` (and `pasid`) on `instance`.
+    fn respond(
+        &mut self,
+        instance: u16,
+        device: u32,
+        pasid: Option<u32>,
+        group: u16,
+        response: Response,
+    ) -> Result<(), Error>;
+}
+
+/// Identifies a group: one response goes to each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key {
+    instance: u16,
+    device: u32,
+    pasid: Option<u32>,
+    group: u16,
+}
+
+impl Key {
+    fn of(f: &Fault) -> Self {
+        Key {
+            instance: f.instance,
+            device: f.device,
+            pasid: f.pasid,
+            group: f.group,
+        }
+    }
+}
+
+/// Pending faults. `N` faults (partial and complete groups together) and up to
+/// `N` groups remembered as failed after an overflow.
+#[derive(Debug, Default)]
+pub struct FaultQueue<const N: usize> {
+    faults: Vec<Fault, N>,
+    failed: Vec<Key, N>,
+}
+
+impl<const N: usize> FaultQueue<N> {
+    /// An empty queue.
+    pub const fn new() -> Self {
+        FaultQueue {
+            faults: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    /// Faults held (parked partials and complete groups).
+    pub fn len(&self) -> usize {
+        self.faults.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.faults.is_empty()
+    }
+
+    /// Drop the recoverable faults of a group (events are never part of one).
+    fn drop_group(&mut self, key: Key) {
+        self.faults
+            .retain(|f| Key::of(f) != key || f.kind == FaultKind::Unrecoverable);
+    }
+
+    /// Take a fault from a driver. When the queue is full, a partial request
+    /// is dropped together with the rest of its group, and the group is
+    /// answered `Failure` when its last request arrives; a last request (or
+    /// stall) that finds no room is answered `Failure` at once. Unrecoverable
+    /// events that find no room are dropped (`Exhausted`).
+    pub fn report<R: FaultResponder>(
+        &mut self,
+        fault: Fault,
+        responder: &mut R,
+    ) -> Result<(), Error> {
+        let key = Key::of(&fault);
+        if fault.kind != FaultKind::Unrecoverable {
+            if let Some(i) = self.failed.iter().position(|k| *k == key) {
+                if fault.last {
+                    self.failed.swap_remove(i);
+                    return responder.respond(
+                        key.instance,
+                        key.device,
+                        key.pasid,
+                        key.group,
+                        Response::Failure,
+                    );
+                }
+                // More of a group already lost: drop it too.
+                return Ok(());
+            }
+        }
+        if self.faults.push(fault).is_ok() {
+            return Ok(());
+        }
+        match (fault.kind, fault.last) {
+            (FaultKind::Unrecoverable, _) => Err(Error::Exhausted {
+                what: "fault queue slots",
+            }),
+            (_, true) => {
+                self.drop_group(key);
+                responder.respond(
+                    key.instance,
+                    key.device,
+                    key.pasid,
+                    key.group,
+                    Response::Failure,
+                )
+            }
+            (_, false) => {
+                self.drop_group(key);
+                // If even the failed list is full, the group's last request
+                // will be handled with the pages that were kept; the device
+                // re-requests what stays unmapped.
+                let _ = self.failed.push(key);
+                Ok(())
+            }
+        }
+    }
+
+    /// Pass every complete group (in the order their last fault arrived) and
+    /// every unrecoverable event to `handler`, and send exactly one response
+    /// per recoverable group. Partial groups stay parked. Returns how many
+    /// groups and events were handled. A responder error stops the loop; the
+    /// group it failed for has been removed (its response may be lost).
+    pub fn handle<H, R>(&mut self, mut handler: H, responder: &mut R) -> Result<usize, Error>
+    where
+        H: FnMut(&[Fault]) -> Response,
+        R: FaultResponder,
+    {
+        let mut handled = 0;
+        while let Some(last) = self.faults.iter().position(|f| f.last) {
+            let key = Key::of(&self.faults[last]);
+            let kind = self.faults[last].kind;
+            // The group: its parked partials (arrival order) and the last.
+            let mut group: Vec<Fault, N> = Vec::new();
+            if kind == FaultKind::Unrecoverable {
+                let _ = group.push(self.faults.remove(last));
+            } else {
+                // Every fault before `last` is a partial (it is the first
+                // last-of-group in the queue); take those of this group.
+                let (mut i, mut end) = (0, last);
+                loop {
+                    let f = self.faults[i];
+                    if Key::of(&f) == key && f.kind == kind {
+                        let _ = group.push(self.faults.remove(i));
+                        if i == end {
+                            break;
+                        }
+                        // Removing shifted the last fault down by one.
+                        end -= 1;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            let answer = handler(&group);
+            handled += 1;
+            if kind != FaultKind::Unrecoverable {
+                responder.respond(key.instance, key.device, key.pasid, key.group, answer)?;
+            }
+        }
+        Ok(handled)
+    }
+
+    /// The device is going away: answer `Invalid` once for every group of it
+    /// still pending (complete or partial) and drop its faults and events.
+    pub fn remove_device<R: FaultResponder>(
+        &mut self,
+        instance: u16,
+        device: u32,
+        responder: &mut R,
+    ) -> Result<(), Error> {
+        self.failed
+            .retain(|k| !(k.instance == instance && k.device == device));
+        while let Some(i) = self
+            .faults
+            .iter()
+            .position(|f| f.instance == instance && f.device == device)
+        {
+            let f = self.faults[i];
+            if f.kind == FaultKind::Unrecoverable {
+                self.faults.remove(i);
+                continue;
+            }
+            let key = Key::of(&f);
+            self.drop_group(key);
+            responder.respond(
+                key.instance,
+                key.device,
+                key.pasid,
+                key.group,
+                Response::Invalid,
+            )?;
+        }
+        Ok(())
+    }
+}
