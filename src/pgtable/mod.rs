@@ -347,6 +347,14 @@ impl<F: Format, H: Hal> PageTable<F, H> {
         (pte >> self.format.count_shift()) & COUNT_MASK
     }
 
+    /// `pte` (a table entry) with its count field set to `count`.
+    #[inline]
+    fn with_count(&self, pte: u64, count: u64) -> u64 {
+        debug_assert!(count <= 512, "table entry count out of range");
+        let sh = self.format.count_shift();
+        (pte & !(COUNT_MASK << sh)) | (count << sh)
+    }
+
     /// Add `added` to the count kept in the table entry at `slot` (the parent's
     /// entry for a table; `None` for the root, whose count is not kept). Only
     /// ignored bits change: a concurrent walk sees the same table pointer.
@@ -354,10 +362,7 @@ impl<F: Format, H: Hal> PageTable<F, H> {
     fn add_count(&self, slot: Option<*mut u64>, added: u64) {
         if let (Some(slot), true) = (slot, added != 0) {
             let pte = load(slot);
-            let sh = self.format.count_shift();
-            let count = self.count_of(pte) + added;
-            debug_assert!(count <= 512, "table entry count out of range");
-            store(slot, (pte & !(COUNT_MASK << sh)) | (count << sh));
+            store(slot, self.with_count(pte, self.count_of(pte) + added));
             self.flush(slot, 1);
         }
     }
@@ -653,12 +658,11 @@ impl<F: Format, H: Hal> PageTable<F, H> {
                 if let Pte::Table(child) = self.format.decode(pte, level + (depth - d) as u32) {
                     gather.push_page(&self.hal, child);
                 }
-                left = d
-                    .checked_sub(1)
-                    .map_or(1, |up| self.count_of(path[up].1) - 1);
+                // The table holding `slot` lost an entry; the root keeps no count.
+                let Some(up) = d.checked_sub(1) else { break };
+                left = self.count_of(path[up].1) - 1;
             } else {
-                let sh = self.format.count_shift();
-                store(slot, (pte & !(COUNT_MASK << sh)) | (left << sh));
+                store(slot, self.with_count(pte, left));
                 self.flush(slot, 1);
                 break;
             }
@@ -782,8 +786,7 @@ impl<F: Format, H: Hal> PageTable<F, H> {
                         removed += 1;
                         gather.push_page(&self.hal, child);
                     } else {
-                        let sh = self.format.count_shift();
-                        store(slot, (pte & !(COUNT_MASK << sh)) | (left << sh));
+                        store(slot, self.with_count(pte, left));
                     }
                     self.flush(slot, 1);
                     iova = span_end;
