@@ -41,55 +41,43 @@ impl Board {
     /// debug channel on stdout, the exit device, `edus` DMA-capable edu devices
     /// on the root bus and one more behind a PCIe root port.
     pub fn base_args(self, elf: &str, memory: &str, edus: usize) -> Vec<String> {
-        let mut a: Vec<String> = match self {
-            Board::Q35 => vec![
-                "-accel",
-                "tcg",
-                "-m",
-                memory,
-                "-display",
-                "none",
+        let mut a: Vec<String> = [
+            "-accel",
+            "tcg",
+            "-m",
+            memory,
+            "-display",
+            "none",
+            "-nic",
+            "none",
+            "-serial",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-kernel",
+            elf,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let board: &[&str] = match self {
+            Board::Q35 => &[
                 "-vga",
                 "none",
-                "-nic",
-                "none",
-                "-serial",
-                "none",
-                "-monitor",
-                "none",
-                "-no-reboot",
                 "-debugcon",
                 "stdio",
                 "-device",
                 "isa-debug-exit,iobase=0xf4,iosize=0x04",
-                "-kernel",
-                elf,
             ],
-            Board::Virt => vec![
-                "-accel",
-                "tcg",
+            Board::Virt => &[
                 "-cpu",
                 "max",
-                "-m",
-                memory,
-                "-display",
-                "none",
-                "-nic",
-                "none",
-                "-serial",
-                "none",
-                "-monitor",
-                "none",
-                "-no-reboot",
                 "-semihosting-config",
                 "enable=on,target=native",
-                "-kernel",
-                elf,
             ],
-        }
-        .into_iter()
-        .map(String::from)
-        .collect();
+        };
+        a.extend(board.iter().map(|s| s.to_string()));
         for _ in 0..edus {
             a.push("-device".into());
             a.push(format!("edu,{EDU_DMA_MASK}"));
