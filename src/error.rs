@@ -76,6 +76,21 @@ pub enum Error {
         /// Which one.
         what: &'static str,
     },
+    /// The domain cannot be attached to this device as it is (another IOMMU
+    /// instance, a format or feature the device's IOMMU lacks): allocate a
+    /// domain for the device instead.
+    Incompatible {
+        /// What does not match.
+        what: &'static str,
+    },
+    /// A field of untrusted user data (nested stage-1 configuration, a user
+    /// invalidation entry) is not acceptable.
+    InvalidField {
+        /// The field, named as in its format's definition.
+        field: &'static str,
+        /// The value found.
+        value: u64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -100,6 +115,10 @@ impl fmt::Display for Error {
             Error::BadPasid { pasid } => write!(f, "bad PASID {pasid:#x}"),
             Error::Exhausted { what } => write!(f, "no {what} left"),
             Error::NotFound { what } => write!(f, "no such {what}"),
+            Error::Incompatible { what } => write!(f, "incompatible domain: {what}"),
+            Error::InvalidField { field, value } => {
+                write!(f, "invalid user data: {field} = {value:#x}")
+            }
         }
     }
 }
