@@ -204,6 +204,21 @@ impl<const N: usize> FaultQueue<N> {
         H: FnMut(&[Fault]) -> Response,
         R: FaultResponder,
     {
+        self.handle_deferrable(|group| Some(handler(group)), responder)
+    }
+
+    /// [`handle`](Self::handle), but the handler may answer `None`: it took
+    /// the group and will send its one response itself later (an iommufd
+    /// fault object answering by cookie).
+    pub fn handle_deferrable<H, R>(
+        &mut self,
+        mut handler: H,
+        responder: &mut R,
+    ) -> Result<usize, Error>
+    where
+        H: FnMut(&[Fault]) -> Option<Response>,
+        R: FaultResponder,
+    {
         let mut handled = 0;
         while let Some(last) = self.faults.iter().position(|f| f.last) {
             let key = Key::of(&self.faults[last]);
@@ -232,7 +247,7 @@ impl<const N: usize> FaultQueue<N> {
             }
             let answer = handler(&group);
             handled += 1;
-            if kind != FaultKind::Unrecoverable {
+            if let (FaultKind::PageRequest | FaultKind::Stall, Some(answer)) = (kind, answer) {
                 responder.respond(key.instance, key.device, key.pasid, key.group, answer)?;
             }
         }

@@ -1,17 +1,28 @@
 //! The hardware-agnostic layer: what every IOMMU driver shares.
 //!
-//! Built so far: the global PASID allocator ([`pasid`]), cache tags with
-//! batched invalidation ([`tags`]) and the I/O page-fault group queue
-//! ([`iopf`]); nested user data and user invalidation arrays are validated
-//! in [`nested`]. The driver trait, domains, attach (which routes faults to
-//! the attached domain's handler), SVA bonds and iommufd objects follow.
+//! [`Iommu`] is the core object over one [`IommuDriver`]: it owns domains
+//! (Blocked, Identity, Paging over the page-table engine, Sva over a CPU page
+//! table, Nested on a paging parent), per-(device, PASID) attachments, the
+//! global PASID allocator ([`pasid`]), cache tags with batched invalidation
+//! ([`tags`]), SVA bonds ([`sva`]), and I/O page-fault grouping and routing
+//! ([`iopf`]) to each domain's handler or fault object. Nested user data and
+//! user invalidation arrays are validated in [`nested`].
 
+pub mod driver;
+pub mod iommu;
 pub mod iopf;
 pub mod nested;
 pub mod pasid;
+pub mod sva;
 pub mod tags;
 
+pub use driver::{
+    DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, HwInfo, HwInfoType, IommuDriver,
+    PagingFlags, PagingFormat,
+};
+pub use iommu::{DomainId, DomainKind, FaultHandler, FaultObjectId, FaultTarget, Iommu, UserFault};
 pub use iopf::{Access, Fault, FaultKind, FaultQueue, FaultResponder, Response};
 pub use nested::{NestedCaps, NestedConfig, NestedDataType, UserInv};
 pub use pasid::{Pasid, PasidAllocator};
+pub use sva::{AddressSpace, BondId, CpuFormat, SpaceId};
 pub use tags::{CacheTag, CacheTags, TagInvalidate, TagKind};

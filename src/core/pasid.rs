@@ -27,6 +27,15 @@ const SUMMARY: usize = WORDS / 64;
 pub struct Pasid(u32);
 
 impl Pasid {
+    /// A PASID value in `1..2^20` (`BadPasid` otherwise). Whether it is
+    /// allocated is the allocator's business.
+    pub const fn new(value: u32) -> Result<Pasid, Error> {
+        if value == 0 || value >= PASID_LIMIT {
+            return Err(Error::BadPasid { pasid: value });
+        }
+        Ok(Pasid(value))
+    }
+
     /// Its value.
     pub const fn get(self) -> u32 {
         self.0

@@ -84,7 +84,7 @@ impl<const N: usize> CacheTags<N> {
     }
 
     /// The distinct tags.
-    pub fn iter(&self) -> impl Iterator<Item = &CacheTag> {
+    pub fn iter(&self) -> impl Iterator<Item = &CacheTag> + Clone {
         self.entries.iter().map(|(t, _)| t)
     }
 
@@ -134,26 +134,45 @@ pub fn sync<const N: usize, D: TagInvalidate, H: Hal>(
         gather.release(hal);
         return Ok(());
     };
-    let page_size = gather.page_size();
-    let tables = gather.has_freed_tables();
-    // Instances in order of first appearance, each handled once.
-    let mut done: Vec<u16, N> = Vec::new();
-    for first in tags.iter() {
-        if done.contains(&first.instance) {
+    flush(
+        tags.iter(),
+        Some(range),
+        gather.page_size(),
+        gather.has_freed_tables(),
+        driver,
+    )?;
+    gather.release(hal);
+    Ok(())
+}
+
+/// Invalidate `range` (`None`: everything) in every cache `tags` names: per
+/// instance, in order of first appearance, the IOTLB tags, then nested-parent
+/// tags, then device TLBs, and one completion wait. The first error stops it.
+pub fn flush<'a, I, D>(
+    tags: I,
+    range: Option<(u64, u64)>,
+    page_size: u64,
+    tables_freed: bool,
+    driver: &mut D,
+) -> Result<(), Error>
+where
+    I: Iterator<Item = &'a CacheTag> + Clone,
+    D: TagInvalidate + ?Sized,
+{
+    for (i, first) in tags.clone().enumerate() {
+        // Each instance once: skip it if an earlier tag named it.
+        if tags.clone().take(i).any(|t| t.instance == first.instance) {
             continue;
         }
-        // `done` has room: it holds at most one entry per distinct tag.
-        let _ = done.push(first.instance);
         for kind in [TagKind::Iotlb, TagKind::NestedParent, TagKind::DevTlb] {
             for tag in tags
-                .iter()
+                .clone()
                 .filter(|t| t.instance == first.instance && t.kind == kind)
             {
-                driver.invalidate(tag, Some(range), page_size, tables)?;
+                driver.invalidate(tag, range, page_size, tables_freed)?;
             }
         }
         driver.wait(first.instance)?;
     }
-    gather.release(hal);
     Ok(())
 }

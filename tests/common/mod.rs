@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod mock;
 pub mod model;
 pub mod pool;
 pub mod walk;

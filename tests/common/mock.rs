@@ -1,0 +1,487 @@
+//! A mock IOMMU driver for the core's host tests: records every call it
+//! receives, models which domain each (device, PASID) translates through,
+//! and can be told to fail.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use iommu::Error;
+use iommu::core::nested::{NestedCaps, UserInv};
+use iommu::core::{
+    CacheTag, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault, FaultResponder, HwInfo,
+    HwInfoType, IommuDriver, PagingFormat, Response, TagInvalidate,
+};
+use iommu::drivers::vtd::regs::LargePages;
+use iommu::pgtable::VtdSl;
+
+use super::TestHal;
+
+/// A domain as the mock saw it in an attach / detach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    Blocked,
+    Identity,
+    Paging {
+        tag: u32,
+        root: u64,
+    },
+    Sva {
+        tag: u32,
+        root: u64,
+    },
+    Nested {
+        tag: u32,
+        parent_tag: u32,
+        parent_root: u64,
+    },
+}
+
+impl Seen {
+    pub fn of(d: &DomainDesc<'_>) -> Self {
+        match *d {
+            DomainDesc::Blocked => Seen::Blocked,
+            DomainDesc::Identity => Seen::Identity,
+            DomainDesc::Paging { hw, root, .. } => Seen::Paging { tag: hw.tag, root },
+            DomainDesc::Sva { hw, space } => Seen::Sva {
+                tag: hw.tag,
+                root: space.root,
+            },
+            DomainDesc::Nested {
+                hw,
+                parent_hw,
+                parent_root,
+                ..
+            } => Seen::Nested {
+                tag: hw.tag,
+                parent_tag: parent_hw.tag,
+                parent_root,
+            },
+        }
+    }
+
+    pub fn tag(&self) -> Option<u32> {
+        match *self {
+            Seen::Paging { tag, .. } | Seen::Sva { tag, .. } | Seen::Nested { tag, .. } => {
+                Some(tag)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Every call the core made, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Call {
+    Probe(u16),
+    Enable(u16),
+    Alloc {
+        instance: u16,
+        device: u32,
+        kind: &'static str,
+        tag: u32,
+    },
+    Free {
+        instance: u16,
+        tag: u32,
+    },
+    Attach {
+        instance: u16,
+        device: u32,
+        pasid: Option<u32>,
+        new: Seen,
+        old: Seen,
+    },
+    DetachPasid {
+        instance: u16,
+        device: u32,
+        pasid: u32,
+        old: Seen,
+    },
+    Invalidate {
+        tag: CacheTag,
+        range: Option<(u64, u64)>,
+        page_size: u64,
+        tables: bool,
+    },
+    /// A completion wait, with the Hal's live page count at that moment.
+    Wait {
+        instance: u16,
+        live_pages: u64,
+    },
+    InvalidateUser {
+        tag: u32,
+        inv: UserInv,
+    },
+    Respond {
+        instance: u16,
+        device: u32,
+        pasid: Option<u32>,
+        group: u16,
+        response: Response,
+    },
+    Drain(u16),
+}
+
+/// The mock. Instances `0..instances` exist.
+pub struct Mock<'a> {
+    pub calls: Vec<Call>,
+    pub instances: u16,
+    /// The Hal whose live pages each `Wait` records.
+    pub pool: Option<&'a TestHal>,
+    next_tag: u32,
+    /// Tags of allocated domains (instance, tag): what `domain_free` must
+    /// give back.
+    pub live: BTreeSet<(u16, u32)>,
+    /// What each (instance, device, pasid) translates through.
+    pub hw: BTreeMap<(u16, u32, Option<u32>), Seen>,
+    /// Count of `domain_alloc` calls.
+    pub allocs: usize,
+    /// Fail the Nth `domain_alloc` (1-based, absolute) with `NoMemory`.
+    pub fail_alloc_at: Option<usize>,
+    /// Domains (by tag) whose attach is refused `Incompatible`.
+    pub incompatible: BTreeSet<u32>,
+    /// The next attach / detach fails with this error.
+    pub fail_attach: Option<Error>,
+    /// Waits on this instance time out.
+    pub fail_wait: Option<u16>,
+    /// Fail the Nth invalidate call (1-based, absolute count).
+    pub fail_invalidate_at: Option<usize>,
+    invalidates: usize,
+    /// User invalidations with this index (in a batch, 0-based) fail.
+    pub fail_user_inv_at: Option<usize>,
+    user_invs: usize,
+    /// The next response fails with `Timeout`.
+    pub fail_respond: bool,
+    /// Fault records waiting to be drained, per instance.
+    pub pending: BTreeMap<u16, VecDeque<Fault>>,
+    /// Nesting capabilities offered.
+    pub nested: Option<NestedCaps>,
+    /// Table format given to paging domains.
+    pub format: PagingFormat,
+    /// Caching mode.
+    pub flush_on_map: bool,
+}
+
+impl<'a> Mock<'a> {
+    pub fn new(instances: u16) -> Self {
+        Mock {
+            calls: Vec::new(),
+            instances,
+            pool: None,
+            next_tag: 1,
+            live: BTreeSet::new(),
+            hw: BTreeMap::new(),
+            allocs: 0,
+            fail_alloc_at: None,
+            incompatible: BTreeSet::new(),
+            fail_attach: None,
+            fail_wait: None,
+            fail_invalidate_at: None,
+            invalidates: 0,
+            fail_user_inv_at: None,
+            user_invs: 0,
+            fail_respond: false,
+            pending: BTreeMap::new(),
+            nested: None,
+            format: PagingFormat::VtdSl(VtdSl::new(48, LargePages::all()).unwrap()),
+            flush_on_map: false,
+        }
+    }
+
+    pub fn with_pool(mut self, pool: &'a TestHal) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    fn known(&self, instance: u16) -> Result<(), Error> {
+        if instance < self.instances {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                what: "mock instance",
+            })
+        }
+    }
+
+    /// Queue a fault record for the core to drain.
+    pub fn inject(&mut self, f: Fault) {
+        self.pending.entry(f.instance).or_default().push_back(f);
+    }
+
+    /// Calls of one shape, for counting.
+    pub fn waits(&self) -> Vec<u16> {
+        self.calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Wait { instance, .. } => Some(*instance),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn invalidations(&self) -> Vec<CacheTag> {
+        self.calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Invalidate { tag, .. } => Some(*tag),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn responses(&self) -> Vec<(u32, Option<u32>, u16, Response)> {
+        self.calls
+            .iter()
+            .filter_map(|c| match *c {
+                Call::Respond {
+                    device,
+                    pasid,
+                    group,
+                    response,
+                    ..
+                } => Some((device, pasid, group, response)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn clear(&mut self) {
+        self.calls.clear();
+    }
+}
+
+impl TagInvalidate for Mock<'_> {
+    fn invalidate(
+        &mut self,
+        tag: &CacheTag,
+        range: Option<(u64, u64)>,
+        page_size: u64,
+        tables_freed: bool,
+    ) -> Result<(), Error> {
+        self.known(tag.instance)?;
+        self.calls.push(Call::Invalidate {
+            tag: *tag,
+            range,
+            page_size,
+            tables: tables_freed,
+        });
+        self.invalidates += 1;
+        if self.fail_invalidate_at == Some(self.invalidates) {
+            return Err(Error::Hardware {
+                register: "mock IQERR",
+                value: 1,
+            });
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self, instance: u16) -> Result<(), Error> {
+        self.known(instance)?;
+        let live_pages = self.pool.map_or(0, |p| p.counts().live_pages());
+        self.calls.push(Call::Wait {
+            instance,
+            live_pages,
+        });
+        self.user_invs = 0;
+        if self.fail_wait == Some(instance) {
+            return Err(Error::Timeout {
+                what: "mock completion",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl FaultResponder for Mock<'_> {
+    fn respond(
+        &mut self,
+        instance: u16,
+        device: u32,
+        pasid: Option<u32>,
+        group: u16,
+        response: Response,
+    ) -> Result<(), Error> {
+        self.known(instance)?;
+        self.calls.push(Call::Respond {
+            instance,
+            device,
+            pasid,
+            group,
+            response,
+        });
+        if std::mem::take(&mut self.fail_respond) {
+            return Err(Error::Timeout {
+                what: "mock page response",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl IommuDriver for Mock<'_> {
+    fn probe(&mut self, instance: u16) -> Result<HwInfo, Error> {
+        self.known(instance)?;
+        self.calls.push(Call::Probe(instance));
+        self.hw_info(instance)
+    }
+
+    fn enable(&mut self, instance: u16) -> Result<(), Error> {
+        self.known(instance)?;
+        self.calls.push(Call::Enable(instance));
+        Ok(())
+    }
+
+    fn hw_info(&self, instance: u16) -> Result<HwInfo, Error> {
+        self.known(instance)?;
+        let mut regs = [0; 8];
+        regs[0] = 0x1000 + instance as u64;
+        regs[1] = 0xabcd;
+        Ok(HwInfo {
+            ty: HwInfoType::Other,
+            regs,
+            len: 2,
+        })
+    }
+
+    fn nested_caps(&self, instance: u16) -> Option<NestedCaps> {
+        self.known(instance).ok()?;
+        self.nested
+    }
+
+    fn domain_alloc(
+        &mut self,
+        dev: &DeviceInfo,
+        req: &DomainRequest<'_>,
+    ) -> Result<DomainHw, Error> {
+        let instance = dev.dev.instance;
+        self.known(instance)?;
+        self.allocs += 1;
+        if self.fail_alloc_at == Some(self.allocs) {
+            return Err(Error::NoMemory);
+        }
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let (kind, format) = match req {
+            DomainRequest::Paging { .. } => ("paging", Some(self.format)),
+            DomainRequest::Sva { .. } => ("sva", None),
+            DomainRequest::Nested { .. } => ("nested", None),
+        };
+        self.calls.push(Call::Alloc {
+            instance,
+            device: dev.dev.id,
+            kind,
+            tag,
+        });
+        self.live.insert((instance, tag));
+        Ok(DomainHw {
+            tag,
+            format,
+            private: tag as u64 * 10,
+        })
+    }
+
+    fn domain_free(&mut self, instance: u16, hw: &DomainHw) {
+        self.calls.push(Call::Free {
+            instance,
+            tag: hw.tag,
+        });
+        assert!(
+            self.live.remove(&(instance, hw.tag)),
+            "domain_free of a domain the mock never allocated: {instance}/{}",
+            hw.tag
+        );
+    }
+
+    fn attach(
+        &mut self,
+        dev: &DeviceInfo,
+        pasid: Option<u32>,
+        new: &DomainDesc<'_>,
+        old: &DomainDesc<'_>,
+    ) -> Result<(), Error> {
+        let instance = dev.dev.instance;
+        self.known(instance)?;
+        let (new, old) = (Seen::of(new), Seen::of(old));
+        self.calls.push(Call::Attach {
+            instance,
+            device: dev.dev.id,
+            pasid,
+            new,
+            old,
+        });
+        let key = (instance, dev.dev.id, pasid);
+        let current = self.hw.get(&key).copied().unwrap_or(Seen::Blocked);
+        assert_eq!(current, old, "core passed the wrong old domain");
+        if let Some(e) = self.fail_attach.take() {
+            return Err(e);
+        }
+        if new.tag().is_some_and(|t| self.incompatible.contains(&t)) {
+            return Err(Error::Incompatible {
+                what: "mock: told to refuse this domain",
+            });
+        }
+        self.hw.insert(key, new);
+        Ok(())
+    }
+
+    fn detach_pasid(
+        &mut self,
+        dev: &DeviceInfo,
+        pasid: u32,
+        old: &DomainDesc<'_>,
+    ) -> Result<(), Error> {
+        let instance = dev.dev.instance;
+        self.known(instance)?;
+        let old = Seen::of(old);
+        self.calls.push(Call::DetachPasid {
+            instance,
+            device: dev.dev.id,
+            pasid,
+            old,
+        });
+        let key = (instance, dev.dev.id, Some(pasid));
+        assert_eq!(
+            self.hw.get(&key).copied(),
+            Some(old),
+            "core detached the wrong domain"
+        );
+        if let Some(e) = self.fail_attach.take() {
+            return Err(e);
+        }
+        self.hw.remove(&key);
+        Ok(())
+    }
+
+    fn invalidate_user(&mut self, domain: &DomainDesc<'_>, inv: &UserInv) -> Result<(), Error> {
+        let seen = Seen::of(domain);
+        let Seen::Nested { tag, .. } = seen else {
+            panic!("user invalidation for a non-nested domain: {seen:?}");
+        };
+        self.calls.push(Call::InvalidateUser { tag, inv: *inv });
+        let index = self.user_invs;
+        self.user_invs += 1;
+        if self.fail_user_inv_at == Some(index) {
+            return Err(Error::Hardware {
+                register: "mock CMDQ_CONS.ERR",
+                value: 2,
+            });
+        }
+        Ok(())
+    }
+
+    fn drain_faults(&mut self, instance: u16, out: &mut [Fault]) -> Result<usize, Error> {
+        self.known(instance)?;
+        self.calls.push(Call::Drain(instance));
+        let q = self.pending.entry(instance).or_default();
+        let mut n = 0;
+        while n < out.len() {
+            let Some(f) = q.pop_front() else { break };
+            out[n] = f;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn flush_on_map(&self, _instance: u16) -> bool {
+        self.flush_on_map
+    }
+}
