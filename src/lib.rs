@@ -7,10 +7,14 @@
 //!
 //! What exists today: typed register blocks and decoders for the
 //! identification and capability registers of both architectures
-//! ([`drivers::vtd`], [`drivers::smmuv3`]), and the page-table engine with its
-//! four hardware formats ([`pgtable`]) over the embedder's [`hal::Hal`].
-//! Queues and the hardware-agnostic layer are being built on top; see the
-//! README's feature table for what is verified where.
+//! ([`drivers::vtd`], [`drivers::smmuv3`]); the page-table engine with its
+//! four hardware formats ([`pgtable`]) over the embedder's [`hal::Hal`]; and
+//! the hardware-agnostic layer ([`core`]: domains, RID and PASID attach, the
+//! global PASID allocator, cache tags with batched invalidation, SVA bonds,
+//! I/O page-fault routing, nested user data validation) with iommufd-style
+//! objects on top ([`iommufd`]), host-tested against a mock driver. The
+//! VT-d and SMMUv3 drivers implementing [`core::IommuDriver`] are being
+//! built; see the README's feature table for what is verified where.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -20,6 +24,7 @@ pub mod core;
 pub mod drivers;
 pub mod error;
 pub mod hal;
+pub mod iommufd;
 pub mod pgtable;
 
 pub use error::Error;
