@@ -661,6 +661,12 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         data: &[u8],
     ) -> Result<DomainId, Error> {
         let info = self.device(dev)?;
+        let not_parent = Error::Incompatible {
+            what: "parent is not a nest-parent paging domain",
+        };
+        if parent == DomainId::BLOCKED || parent == DomainId::IDENTITY {
+            return Err(not_parent);
+        }
         let p = domain_ref(&self.slots, parent)?;
         if p.instance != info.dev.instance {
             return Err(Error::Incompatible {
@@ -669,11 +675,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         }
         match p.data {
             Data::Paging { flags, .. } if flags.contains(PagingFlags::NEST_PARENT) => {}
-            _ => {
-                return Err(Error::Incompatible {
-                    what: "parent is not a nest-parent paging domain",
-                });
-            }
+            _ => return Err(not_parent),
         }
         let caps = self
             .driver
@@ -845,12 +847,17 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     // ----- mapping ---------------------------------------------------------
 
     fn table_mut(&mut self, id: DomainId) -> Result<(&mut Table<H>, u16), Error> {
+        let unsupported = Error::Unsupported {
+            what: "mapping into a domain without an I/O page table",
+        };
+        // Blocked / Identity exist (they are not "not found") but have no table.
+        if id == DomainId::BLOCKED || id == DomainId::IDENTITY {
+            return Err(unsupported);
+        }
         let d = domain_mut(&mut self.slots, id)?;
         match &mut d.data {
             Data::Paging { table, .. } => Ok((table, d.instance)),
-            _ => Err(Error::Unsupported {
-                what: "mapping into a domain without an I/O page table",
-            }),
+            _ => Err(unsupported),
         }
     }
 
@@ -913,11 +920,15 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
 
     /// What `iova` translates to in a paging domain.
     pub fn iova_to_phys(&self, id: DomainId, iova: u64) -> Result<Option<u64>, Error> {
+        let unsupported = Error::Unsupported {
+            what: "lookups in a domain without an I/O page table",
+        };
+        if id == DomainId::BLOCKED || id == DomainId::IDENTITY {
+            return Err(unsupported);
+        }
         match &domain_ref(&self.slots, id)?.data {
             Data::Paging { table, .. } => Ok(with_table!(table, t => t.iova_to_phys(iova))),
-            _ => Err(Error::Unsupported {
-                what: "lookups in a domain without an I/O page table",
-            }),
+            _ => Err(unsupported),
         }
     }
 
@@ -1343,11 +1354,15 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         entry_len: usize,
         count: usize,
     ) -> Result<InvalidateOutcome, Error> {
+        let not_nested = Error::Incompatible {
+            what: "user invalidation needs a nested domain",
+        };
+        if id == DomainId::BLOCKED || id == DomainId::IDENTITY {
+            return Err(not_nested);
+        }
         let d = domain_ref(&self.slots, id)?;
         if !matches!(d.data, Data::Nested { .. }) {
-            return Err(Error::Incompatible {
-                what: "user invalidation needs a nested domain",
-            });
+            return Err(not_nested);
         }
         let instance = d.instance;
         let desc = describe(&self.slots, id)?;
