@@ -1232,6 +1232,12 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "the address space's PASID is in use on this device",
             });
         }
+        let di = self.device_index(info.dev)?;
+        if self.devices[di].pasids.is_full() {
+            return Err(Error::Exhausted {
+                what: "PASID attachments of this device",
+            });
+        }
         let existing = self.space_ref(space)?.domains.clone();
         for d in existing {
             if self.domain_instance(d)? != info.dev.instance {
@@ -1239,7 +1245,10 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             }
             match self.attach_at(info.dev, Some(pasid), d) {
                 Ok(()) => return Ok(d),
-                Err(Error::Incompatible { .. }) => continue,
+                // Another domain of the space (a new one if need be) may
+                // serve the device: the driver refused this one, or its
+                // cache-tag slots are full.
+                Err(Error::Incompatible { .. } | Error::Exhausted { .. }) => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -1389,10 +1398,12 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         self.dropped_events
     }
 
-    /// Drain every instance's fault records, then hand each complete group
-    /// to the fault target of the domain attached where it came from (its
-    /// PASID, else the requester ID) and send one response per group.
-    /// Returns the number of groups and events handled.
+    /// Drain every instance's fault records (16 at a time) and, after each
+    /// batch, hand every complete group to the fault target of the domain
+    /// attached where it came from (its PASID, else the requester ID), with
+    /// one response per group. Handling between batches keeps a burst from
+    /// overflowing the queue with complete groups. Returns the number of
+    /// groups and events handled.
     pub fn process_faults(&mut self) -> Result<usize, Error> {
         let blank = Fault {
             instance: 0,
@@ -1404,6 +1415,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             last: true,
             kind: FaultKind::Unrecoverable,
         };
+        let mut handled = 0;
         for k in 0..self.instances.len() {
             let instance = self.instances[k];
             loop {
@@ -1414,11 +1426,19 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                         self.dropped_events += 1;
                     }
                 }
+                // Handle what is complete before draining more, so a burst
+                // only overflows the queue with partial groups.
+                handled += self.handle_queued()?;
                 if n < buf.len() {
                     break;
                 }
             }
         }
+        Ok(handled)
+    }
+
+    /// Route every complete group in the queue (see `process_faults`).
+    fn handle_queued(&mut self) -> Result<usize, Error> {
         let devices = &self.devices;
         let slots = &self.slots;
         let objects = &mut self.objects;
@@ -1462,6 +1482,9 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                             read: false,
                         };
                         if obj.pending.push(pending).is_err() {
+                            if !recoverable {
+                                *dropped += 1;
+                            }
                             return Some(Response::Failure);
                         }
                         *next_cookie = next_cookie.wrapping_add(1).max(1);
