@@ -57,7 +57,9 @@ bitflags::bitflags! {
     pub struct PagingFlags: u32 {
         /// The domain will be the stage-2 parent of nested domains.
         const NEST_PARENT = 1 << 0;
-        /// The hardware should track dirty pages in the table.
+        /// The hardware should track dirty pages in the table. Passed to
+        /// the driver, which may refuse it; the page-table engine does not
+        /// read and clear dirty bits yet, so `iommufd` refuses the flag.
         const DIRTY_TRACKING = 1 << 1;
     }
 }
