@@ -216,7 +216,9 @@ pub trait IommuDriver: TagInvalidate + FaultResponder {
     ) -> Result<(), Error>;
 
     /// Queue one validated user invalidation for a nested domain (the core
-    /// calls [`TagInvalidate::wait`] after the batch).
+    /// calls [`TagInvalidate::wait`] after the batch). SMMUv3 commands that
+    /// name a device carry its real StreamID: the core translated the guest's
+    /// virtual ID. The driver fills in the VMID of the nested domain's parent.
     fn invalidate_user(&mut self, domain: &DomainDesc<'_>, inv: &UserInv) -> Result<(), Error>;
 
     /// Move pending fault records of `instance` into `out`, decoded; returns

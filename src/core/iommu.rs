@@ -12,7 +12,7 @@ use super::driver::{
     PagingFormat,
 };
 use super::iopf::{Fault, FaultKind, FaultQueue, Response};
-use super::nested::{self, InvalidateOutcome, NestedConfig, NestedDataType};
+use super::nested::{self, InvalidateOutcome, NestedConfig, NestedDataType, SmmuV3Inv, UserInv};
 use super::pasid::{Pasid, PasidAllocator};
 use super::sva::{AddressSpace, BondId, SpaceId};
 use super::tags::{self, CacheTag, CacheTags, TagKind};
@@ -193,6 +193,9 @@ struct Device {
     info: DeviceInfo,
     rid: DomainId,
     pasids: Vec<(u32, DomainId), PASIDS_PER_DEVICE>,
+    /// The ID a guest knows the device by, under a nest parent (the guest's
+    /// stage 2): user invalidations naming a device use it.
+    virt: Option<(DomainId, u32)>,
 }
 
 struct SpaceState {
@@ -293,6 +296,30 @@ fn domain_mut<H: Hal>(slots: &mut [Slot<H>], id: DomainId) -> Result<&mut Domain
         .filter(|s| s.generation == id.generation)
         .and_then(|s| s.domain.as_mut())
         .ok_or(Error::NotFound { what: "domain" })
+}
+
+/// `parent`, checked to be a nest-parent paging domain of `instance`.
+fn nest_parent<H: Hal>(
+    slots: &[Slot<H>],
+    parent: DomainId,
+    instance: u16,
+) -> Result<&Domain<H>, Error> {
+    let not_parent = Error::Incompatible {
+        what: "parent is not a nest-parent paging domain",
+    };
+    if parent == DomainId::BLOCKED || parent == DomainId::IDENTITY {
+        return Err(not_parent);
+    }
+    let p = domain_ref(slots, parent)?;
+    if p.instance != instance {
+        return Err(Error::Incompatible {
+            what: "parent belongs to another IOMMU instance",
+        });
+    }
+    match p.data {
+        Data::Paging { flags, .. } if flags.contains(PagingFlags::NEST_PARENT) => Ok(p),
+        _ => Err(not_parent),
+    }
 }
 
 /// The driver's view of a domain.
@@ -502,6 +529,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 info,
                 rid: DomainId::BLOCKED,
                 pasids: Vec::new(),
+                virt: None,
             })
             .map_err(|_| Error::Exhausted {
                 what: "device slots",
@@ -661,22 +689,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         data: &[u8],
     ) -> Result<DomainId, Error> {
         let info = self.device(dev)?;
-        let not_parent = Error::Incompatible {
-            what: "parent is not a nest-parent paging domain",
-        };
-        if parent == DomainId::BLOCKED || parent == DomainId::IDENTITY {
-            return Err(not_parent);
-        }
-        let p = domain_ref(&self.slots, parent)?;
-        if p.instance != info.dev.instance {
-            return Err(Error::Incompatible {
-                what: "parent belongs to another IOMMU instance",
-            });
-        }
-        match p.data {
-            Data::Paging { flags, .. } if flags.contains(PagingFlags::NEST_PARENT) => {}
-            _ => return Err(not_parent),
-        }
+        let p = nest_parent(&self.slots, parent, info.dev.instance)?;
         let caps = self
             .driver
             .nested_caps(info.dev.instance)
@@ -782,6 +795,11 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 }
             }
             Data::Paging { .. } => {}
+        }
+        for dev in self.devices.iter_mut() {
+            if dev.virt.is_some_and(|(p, _)| p == id) {
+                dev.virt = None;
+            }
         }
         self.driver.domain_free(d.instance, &d.hw);
         // Dropping the domain frees its table.
@@ -1349,6 +1367,55 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
 
     // ----- nested ----------------------------------------------------------
 
+    /// Give `dev` the ID a guest knows it by (a virtual StreamID) under the
+    /// nest parent `parent` (the guest's stage 2). User invalidations of
+    /// nested domains on that parent that name a device (SMMUv3 `CFGI_CD`,
+    /// `CFGI_CD_ALL`, `ATC_INV`) must use it; they reach the device's real
+    /// ID, and no other device. Refused (`Busy`) when the device already has
+    /// one or another device has `virtual_id` under the same parent.
+    pub fn set_virtual_id(
+        &mut self,
+        dev: DeviceId,
+        parent: DomainId,
+        virtual_id: u32,
+    ) -> Result<(), Error> {
+        let di = self.device_index(dev)?;
+        nest_parent(&self.slots, parent, dev.instance)?;
+        if self.devices[di].virt.is_some() {
+            return Err(Error::Busy {
+                what: "device already has a virtual ID",
+            });
+        }
+        if self
+            .devices
+            .iter()
+            .any(|d| d.virt == Some((parent, virtual_id)))
+        {
+            return Err(Error::Busy {
+                what: "virtual ID already used under this parent",
+            });
+        }
+        self.devices[di].virt = Some((parent, virtual_id));
+        Ok(())
+    }
+
+    /// Forget `dev`'s virtual ID (`NotFound` if it has none).
+    pub fn clear_virtual_id(&mut self, dev: DeviceId) -> Result<(), Error> {
+        let di = self.device_index(dev)?;
+        self.devices[di]
+            .virt
+            .take()
+            .map(|_| ())
+            .ok_or(Error::NotFound {
+                what: "virtual ID of this device",
+            })
+    }
+
+    /// `dev`'s virtual ID and the parent it is under.
+    pub fn virtual_id(&self, dev: DeviceId) -> Result<Option<(DomainId, u32)>, Error> {
+        Ok(self.devices[self.device_index(dev)?].virt)
+    }
+
     /// Apply an array of untrusted user invalidations (`count` entries of
     /// `entry_len` bytes, of type `ty`) to a nested domain. Entries are
     /// validated and queued in order up to the first bad one, then waited
@@ -1374,10 +1441,32 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             return Err(not_nested);
         }
         let instance = d.instance;
+        let Data::Nested { parent, .. } = d.data else {
+            return Err(not_nested);
+        };
         let desc = describe(&self.slots, id)?;
         let driver = &mut self.driver;
+        let devices = &self.devices;
         let mut outcome =
-            nested::for_each_user_invalidation(ty, data, entry_len, count, |_, inv| {
+            nested::for_each_user_invalidation(ty, data, entry_len, count, |_, mut inv| {
+                // Commands naming a device name it by its virtual ID: only
+                // devices given one under this domain's parent (the same
+                // guest) can be reached, and the driver gets the real ID.
+                if let UserInv::SmmuV3(
+                    SmmuV3Inv::AtcInv { sid, .. }
+                    | SmmuV3Inv::CfgiCd { sid, .. }
+                    | SmmuV3Inv::CfgiCdAll { sid },
+                ) = &mut inv
+                {
+                    let real = devices
+                        .iter()
+                        .find(|d| d.info.dev.instance == instance && d.virt == Some((parent, *sid)))
+                        .ok_or(Error::InvalidField {
+                            field: "cmd[0].SID",
+                            value: *sid as u64,
+                        })?;
+                    *sid = real.info.dev.id;
+                }
                 driver.invalidate_user(&desc, &inv)
             });
         if outcome.handled > 0 {
