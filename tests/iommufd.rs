@@ -464,3 +464,98 @@ proptest! {
         prop_assert_eq!(pool.counts().live_pages(), 0);
     }
 }
+
+/// Fail allocation N (table pages from the pool, or the driver's domain)
+/// for N = 1, 2, ... until `op` succeeds: every failure returns an error,
+/// leaves the IOAS, the domains' translations and memory as they were, and
+/// leaks nothing.
+fn sweep(
+    name: &str,
+    op: impl Fn(&mut Core<'_>, &mut Ioas<4, 2>) -> Result<(), Error>,
+) -> (usize, usize) {
+    let mut found = (0, 0);
+    for driver in [true, false] {
+        for n in 1.. {
+            let pool = TestHal::new(512);
+            let mut c = core(&pool);
+            let mut ioas: Ioas<4, 2> = Ioas::new();
+            ioas.map(&mut c, 0x10_0000, 0x1_0000, K4, RW).unwrap();
+            ioas.map(&mut c, 0x8000_0000, 0x2_0000, 0x20_0000, RW)
+                .unwrap();
+            let a =
+                iommufd::alloc_hwpt_paging(&mut c, &mut ioas, DEV, PagingFlags::empty()).unwrap();
+            c.attach(DEV, a).unwrap();
+            let before = print(&c, &ioas, &pool);
+            let live = c.driver().live.clone();
+            if driver {
+                let at = c.driver().allocs + n;
+                c.driver_mut().fail_alloc_at = Some(at);
+            } else {
+                pool.fail_nth(n as u64);
+            }
+            let r = op(&mut c, &mut ioas);
+            c.driver_mut().fail_alloc_at = None;
+            pool.clear_failures();
+            match r {
+                Ok(()) => {
+                    if driver {
+                        found.0 = n - 1;
+                    } else {
+                        found.1 = n - 1;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    assert_eq!(e, Error::NoMemory, "{name}: failing allocation {n}");
+                    let after = print(&c, &ioas, &pool);
+                    // Refused attempts may leave calls (a rolled-back map's
+                    // invalidation); state and memory must be as before.
+                    assert_eq!(
+                        Print {
+                            calls: before.calls,
+                            ..after
+                        },
+                        before,
+                        "{name}: failing allocation {n} changed state"
+                    );
+                    assert_eq!(c.driver().live, live, "{name}: driver domain leaked");
+                }
+            }
+            c.detach(DEV).unwrap();
+            for d in ioas.hwpts().to_vec() {
+                iommufd::free_hwpt_paging(&mut c, &mut ioas, d).unwrap();
+            }
+            assert!(c.driver().live.is_empty(), "{name}");
+            drop(c);
+            assert_eq!(pool.counts().live_pages(), 0, "{name}: pages leaked");
+        }
+    }
+    found
+}
+
+#[test]
+fn every_allocation_failure_in_hwpt_allocation_is_clean() {
+    let points = sweep("alloc_hwpt_paging", |c, i| {
+        iommufd::alloc_hwpt_paging(c, i, DEV, PagingFlags::NEST_PARENT).map(|_| ())
+    });
+    // One driver domain; a root page plus the tables of both mappings (3 for
+    // the 4K one, 2 for the 2 MiB one, mapped with 4K pages because its
+    // physical address is not 2 MiB aligned).
+    assert_eq!(points, (1, 6));
+}
+
+#[test]
+fn every_allocation_failure_in_an_ioas_map_is_clean() {
+    let points = sweep("Ioas::map over two HWPTs", |c, i| {
+        // A second HWPT first, so the map must reach two tables.
+        let b = iommufd::alloc_hwpt_paging(c, i, DEV, PagingFlags::empty())?;
+        let r = i.map(c, 0x4000_0000, 0x3_0000, K4, RW);
+        if r.is_err() {
+            iommufd::free_hwpt_paging(c, i, b).unwrap();
+        }
+        r
+    });
+    // Driver: the second HWPT. Pool: its 6 pages, then 2 tables (levels 1
+    // and 0 of the new 1 GiB region) in each HWPT.
+    assert_eq!(points, (1, 10));
+}
