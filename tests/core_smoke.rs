@@ -45,3 +45,136 @@ fn attach_map_unmap_sync() {
     drop(core);
     assert_eq!(pool.counts().live_pages(), 0);
 }
+
+mod in_a_static {
+    use std::sync::Mutex;
+
+    use iommu::Error;
+    use iommu::core::nested::{NestedCaps, UserInv};
+    use iommu::core::{
+        CacheTag, DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault, FaultResponder,
+        HwInfo, Iommu, IommuDriver, Response, TagInvalidate,
+    };
+    use iommu::hal::Hal;
+
+    /// A driver with no instances: every call is refused.
+    struct Absent;
+
+    const NONE: Error = Error::NotFound {
+        what: "instance (this driver serves none)",
+    };
+
+    impl TagInvalidate for Absent {
+        fn invalidate(
+            &mut self,
+            _: &CacheTag,
+            _: Option<(u64, u64)>,
+            _: u64,
+            _: bool,
+        ) -> Result<(), Error> {
+            Err(NONE)
+        }
+        fn wait(&mut self, _: u16) -> Result<(), Error> {
+            Err(NONE)
+        }
+    }
+
+    impl FaultResponder for Absent {
+        fn respond(
+            &mut self,
+            _: u16,
+            _: u32,
+            _: Option<u32>,
+            _: u16,
+            _: Response,
+        ) -> Result<(), Error> {
+            Err(NONE)
+        }
+    }
+
+    impl IommuDriver for Absent {
+        fn probe(&mut self, _: u16) -> Result<HwInfo, Error> {
+            Err(NONE)
+        }
+        fn enable(&mut self, _: u16) -> Result<(), Error> {
+            Err(NONE)
+        }
+        fn hw_info(&self, _: u16) -> Result<HwInfo, Error> {
+            Err(NONE)
+        }
+        fn nested_caps(&self, _: u16) -> Option<NestedCaps> {
+            None
+        }
+        fn domain_alloc(
+            &mut self,
+            _: &DeviceInfo,
+            _: &DomainRequest<'_>,
+        ) -> Result<DomainHw, Error> {
+            Err(NONE)
+        }
+        fn domain_free(&mut self, _: u16, _: &DomainHw) {}
+        fn attach(
+            &mut self,
+            _: &DeviceInfo,
+            _: Option<u32>,
+            _: &DomainDesc<'_>,
+            _: &DomainDesc<'_>,
+        ) -> Result<(), Error> {
+            Err(NONE)
+        }
+        fn detach_pasid(
+            &mut self,
+            _: &DeviceInfo,
+            _: u32,
+            _: &DomainDesc<'_>,
+        ) -> Result<(), Error> {
+            Err(NONE)
+        }
+        fn invalidate_user(&mut self, _: &DomainDesc<'_>, _: &UserInv) -> Result<(), Error> {
+            Err(NONE)
+        }
+        fn drain_faults(&mut self, _: u16, _: &mut [Fault]) -> Result<usize, Error> {
+            Err(NONE)
+        }
+    }
+
+    /// A Hal with no memory.
+    struct NoMemory;
+
+    impl Hal for NoMemory {
+        fn alloc_pages(&self, _: usize) -> Option<u64> {
+            None
+        }
+        unsafe fn free_pages(&self, _: u64, _: usize) {
+            unreachable!("nothing was allocated")
+        }
+        fn phys_to_virt(&self, _: u64) -> *mut u8 {
+            core::ptr::null_mut()
+        }
+    }
+
+    static HAL: NoMemory = NoMemory;
+    /// The core is built at compile time: an embedder can place it in a
+    /// `static` behind its own lock, with no heap.
+    static CORE: Mutex<Iommu<Absent, &'static NoMemory, 4, 4>> =
+        Mutex::new(Iommu::new(Absent, &HAL));
+
+    #[test]
+    fn the_core_lives_in_a_static_and_reports_a_missing_instance() {
+        let mut core = CORE.lock().unwrap();
+        assert_eq!(core.add_instance(0), Err(NONE));
+        let info = DeviceInfo {
+            dev: DeviceId { instance: 0, id: 1 },
+            pasid_bits: 0,
+            ats: false,
+        };
+        // The refused instance was not recorded.
+        assert_eq!(
+            core.register_device(info),
+            Err(Error::NotFound {
+                what: "IOMMU instance"
+            })
+        );
+        assert_eq!(core.process_faults(), Ok(0));
+    }
+}
