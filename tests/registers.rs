@@ -249,3 +249,20 @@ fn smmu_idr3_idr5_iidr_aidr() {
     let a = Aidr::decode(0x02);
     assert_eq!((a.major, a.minor), (0, 2));
 }
+
+#[test]
+fn nesting_caps_come_from_the_capability_bits() {
+    // VT-d: CAP.FL5LP is bit 60, ECAP.SRS bit 31, ECAP.EAFS bit 34.
+    let none = vtd::Identity::decode(0x10, 0, 0).nested_caps(48);
+    assert!(!none.five_level && !none.sre && !none.eafe);
+    assert_eq!(none.max_pa_bits, 48);
+    let all = vtd::Identity::decode(0x10, 1 << 60, (1 << 31) | (1 << 34)).nested_caps(39);
+    assert!(all.five_level && all.sre && all.eafe);
+    assert_eq!(all.max_pa_bits, 39);
+    // SMMUv3: IDR0.CD2L is bit 19, IDR1.SSIDSIZE bits 10:6, IDR5.OAS bits
+    // 2:0 (0b101 = 48 bits).
+    let s = smmu::Identity::decode([1 << 19, 20 << 6, 0, 0, 0, 0b101, 0, 0]).nested_caps();
+    assert_eq!((s.ssid_bits, s.oas_bits, s.two_level_cd), (20, 48, true));
+    let s = smmu::Identity::decode([0, 0, 0, 0, 0, 0, 0, 0]).nested_caps();
+    assert_eq!((s.ssid_bits, s.oas_bits, s.two_level_cd), (0, 32, false));
+}

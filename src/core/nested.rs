@@ -29,11 +29,6 @@
 //! invalidation descriptors or commands after substituting what the host owns
 //! (domain id, VMID, physical StreamID).
 
-use tock_registers::LocalRegisterCopy;
-
-use crate::drivers::smmuv3::Identity as SmmuIdentity;
-use crate::drivers::vtd::Identity as VtdIdentity;
-use crate::drivers::vtd::regs::ECAP;
 use crate::error::Error;
 
 // ---------------------------------------------------------------------------
@@ -136,20 +131,6 @@ pub struct VtdS1Caps {
     pub sre: bool,
     /// Extended accessed flag (ECAP.EAFS): [`VtdS1Flags::EAFE`].
     pub eafe: bool,
-}
-
-impl VtdS1Caps {
-    /// The capabilities of the unit described by `id`, for a nesting parent
-    /// whose input addresses are `max_pa_bits` wide.
-    pub fn from_identity(id: &VtdIdentity, max_pa_bits: u32) -> Self {
-        let ecap = LocalRegisterCopy::<u64, ECAP::Register>::new(id.ecap.raw);
-        VtdS1Caps {
-            five_level: id.cap.fl_5level,
-            max_pa_bits,
-            sre: id.ecap.supervisor_requests,
-            eafe: ecap.is_set(ECAP::EAFS),
-        }
-    }
 }
 
 /// A validated `struct iommu_hwpt_vtd_s1`: a guest's first-stage page table
@@ -336,18 +317,6 @@ pub struct SmmuV3SteCaps {
     pub oas_bits: u32,
     /// Two-level CD tables (IDR0.CD2L).
     pub two_level_cd: bool,
-}
-
-impl SmmuV3SteCaps {
-    /// The capabilities of the SMMU described by `id`, with its OAS as the
-    /// address limit.
-    pub fn from_identity(id: &SmmuIdentity) -> Self {
-        SmmuV3SteCaps {
-            ssid_bits: u32::from(id.idr1.ssid_bits),
-            oas_bits: u32::from(id.idr5.oas_bits),
-            two_level_cd: id.idr0.cd2l,
-        }
-    }
 }
 
 /// A validated `struct iommu_hwpt_arm_smmuv3`: the first two words of a

@@ -620,6 +620,19 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// What this SMMU offers a guest's virtual STE for nesting (the limits
+    /// [`crate::core::nested::SmmuV3Ste::parse`] checks user data against),
+    /// with its OAS as the limit for the CD table pointer.
+    pub fn nested_caps(&self) -> crate::core::nested::SmmuV3SteCaps {
+        crate::core::nested::SmmuV3SteCaps {
+            ssid_bits: u32::from(self.idr1.ssid_bits),
+            oas_bits: u32::from(self.idr5.oas_bits),
+            two_level_cd: self.idr0.cd2l,
+        }
+    }
+}
+
+impl Identity {
     /// Decode from the eight raw words at offsets 0x00..0x1c.
     pub fn decode(raw: [u32; 8]) -> Self {
         Identity {
