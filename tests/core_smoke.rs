@@ -178,3 +178,27 @@ mod in_a_static {
         assert_eq!(core.process_faults(), Ok(0));
     }
 }
+
+/// The layering rule: the hardware-agnostic layer (and iommufd above it)
+/// never names a driver; drivers depend on the core, not the reverse.
+#[test]
+fn core_and_iommufd_name_no_driver() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = 0;
+    for dir in ["core", "iommufd"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            files += 1;
+            for (n, line) in text.lines().enumerate() {
+                assert!(
+                    !line.contains("drivers::") || line.trim_start().starts_with("//"),
+                    "{}:{}: {line}",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+    assert!(files >= 8, "only {files} files read");
+}
