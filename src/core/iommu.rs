@@ -11,9 +11,10 @@ use super::driver::{
     DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, HwInfo, IommuDriver, PagingFlags,
     PagingFormat,
 };
-use super::iopf::{Fault, FaultKind, FaultQueue, Response};
+use super::iopf::{Fault, FaultKind, FaultQueue, FaultResponder, Response};
 use super::nested::{self, InvalidateOutcome, NestedConfig, NestedDataType, SmmuV3Inv, UserInv};
 use super::pasid::{Pasid, PasidAllocator};
+use super::slots::{self, Slot};
 use super::sva::{AddressSpace, BondId, SpaceId};
 use super::tags::{self, CacheTag, CacheTags, TagKind};
 
@@ -42,8 +43,8 @@ pub const GROUP_FAULTS: usize = 8;
 /// Names a domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DomainId {
-    index: u16,
-    generation: u16,
+    pub(crate) index: u16,
+    pub(crate) generation: u16,
 }
 
 impl DomainId {
@@ -59,6 +60,12 @@ impl DomainId {
         index: u16::MAX - 1,
         generation: 0,
     };
+
+    /// Whether this is `BLOCKED` or `IDENTITY`: shared by every instance,
+    /// with no table and no driver state.
+    pub fn is_static(self) -> bool {
+        self == DomainId::BLOCKED || self == DomainId::IDENTITY
+    }
 }
 
 /// Which kind a domain is.
@@ -103,8 +110,8 @@ pub enum FaultTarget {
 /// Names a fault object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FaultObjectId {
-    index: u16,
-    generation: u16,
+    pub(crate) index: u16,
+    pub(crate) generation: u16,
 }
 
 /// A fault as a fault object hands it out: answer its group with the cookie.
@@ -177,18 +184,6 @@ struct Domain<H: Hal> {
     fault: FaultTarget,
 }
 
-struct Slot<H: Hal> {
-    generation: u16,
-    domain: Option<Domain<H>>,
-}
-
-impl<H: Hal> Slot<H> {
-    const EMPTY: Self = Slot {
-        generation: 0,
-        domain: None,
-    };
-}
-
 struct Device {
     info: DeviceInfo,
     rid: DomainId,
@@ -198,23 +193,21 @@ struct Device {
     virt: Option<(DomainId, u32)>,
 }
 
+impl Device {
+    /// What is attached at the requester ID (`None`) or at a PASID.
+    fn domain_at(&self, pasid: Option<u32>) -> Option<DomainId> {
+        match pasid {
+            None => Some(self.rid),
+            Some(p) => self.pasids.iter().find(|(q, _)| *q == p).map(|(_, id)| *id),
+        }
+    }
+}
+
 struct SpaceState {
     desc: AddressSpace,
     pasid: Option<Pasid>,
     domains: Vec<DomainId, DOMAINS_PER_SPACE>,
     fault: FaultTarget,
-}
-
-struct SpaceSlot {
-    generation: u16,
-    live: Option<SpaceState>,
-}
-
-impl SpaceSlot {
-    const EMPTY: Self = SpaceSlot {
-        generation: 0,
-        live: None,
-    };
 }
 
 #[derive(Clone, Copy)]
@@ -226,33 +219,37 @@ struct Bond {
     users: u32,
 }
 
-#[derive(Clone, Copy)]
-struct BondSlot {
-    generation: u16,
-    live: Option<Bond>,
-}
-
 struct Pending {
     cookie: u32,
     faults: Vec<Fault, GROUP_FAULTS>,
     read: bool,
 }
 
+impl Pending {
+    /// The group's last fault: what its response is addressed by (never
+    /// empty: a group is stored with all its faults).
+    fn last(&self) -> Fault {
+        self.faults[self.faults.len() - 1]
+    }
+
+    /// Send the group its one response (an event gets none).
+    fn answer<R: FaultResponder>(
+        &self,
+        responder: &mut R,
+        response: Response,
+    ) -> Result<(), Error> {
+        let f = self.last();
+        if f.kind == FaultKind::Unrecoverable {
+            return Ok(());
+        }
+        responder.respond(f.instance, f.device, f.pasid, f.group, response)
+    }
+}
+
 struct FaultObject {
-    generation: u16,
-    live: bool,
     /// Domains routing to it.
     users: u32,
     pending: Vec<Pending, DEFERRED_GROUPS>,
-}
-
-impl FaultObject {
-    const EMPTY: Self = FaultObject {
-        generation: 0,
-        live: false,
-        users: 0,
-        pending: Vec::new(),
-    };
 }
 
 /// The hardware-agnostic IOMMU layer over one driver.
@@ -273,41 +270,35 @@ pub struct Iommu<
     instances: Vec<u16, INSTANCES>,
     pasids: PasidAllocator,
     devices: Vec<Device, DEVICES>,
-    slots: [Slot<H>; DOMAINS],
-    spaces: [SpaceSlot; SPACES],
-    bonds: [BondSlot; BONDS],
+    slots: [Slot<Domain<H>>; DOMAINS],
+    spaces: [Slot<SpaceState>; SPACES],
+    bonds: [Slot<Bond>; BONDS],
     faults: FaultQueue<FAULTS>,
-    objects: [FaultObject; FAULT_OBJECTS],
+    objects: [Slot<FaultObject>; FAULT_OBJECTS],
     next_cookie: u32,
     dropped_events: u64,
 }
 
-fn domain_ref<H: Hal>(slots: &[Slot<H>], id: DomainId) -> Result<&Domain<H>, Error> {
-    slots
-        .get(id.index as usize)
-        .filter(|s| s.generation == id.generation)
-        .and_then(|s| s.domain.as_ref())
-        .ok_or(Error::NotFound { what: "domain" })
+type Domains<H> = [Slot<Domain<H>>];
+
+fn domain_ref<H: Hal>(slots: &Domains<H>, id: DomainId) -> Result<&Domain<H>, Error> {
+    slots::get(slots, id)
 }
 
-fn domain_mut<H: Hal>(slots: &mut [Slot<H>], id: DomainId) -> Result<&mut Domain<H>, Error> {
-    slots
-        .get_mut(id.index as usize)
-        .filter(|s| s.generation == id.generation)
-        .and_then(|s| s.domain.as_mut())
-        .ok_or(Error::NotFound { what: "domain" })
+fn domain_mut<H: Hal>(slots: &mut Domains<H>, id: DomainId) -> Result<&mut Domain<H>, Error> {
+    slots::get_mut(slots, id)
 }
 
 /// `parent`, checked to be a nest-parent paging domain of `instance`.
 fn nest_parent<H: Hal>(
-    slots: &[Slot<H>],
+    slots: &Domains<H>,
     parent: DomainId,
     instance: u16,
 ) -> Result<&Domain<H>, Error> {
     let not_parent = Error::Incompatible {
         what: "parent is not a nest-parent paging domain",
     };
-    if parent == DomainId::BLOCKED || parent == DomainId::IDENTITY {
+    if parent.is_static() {
         return Err(not_parent);
     }
     let p = domain_ref(slots, parent)?;
@@ -323,7 +314,7 @@ fn nest_parent<H: Hal>(
 }
 
 /// The driver's view of a domain.
-fn describe<H: Hal>(slots: &[Slot<H>], id: DomainId) -> Result<DomainDesc<'_>, Error> {
+fn describe<H: Hal>(slots: &Domains<H>, id: DomainId) -> Result<DomainDesc<'_>, Error> {
     if id == DomainId::BLOCKED {
         return Ok(DomainDesc::Blocked);
     }
@@ -364,13 +355,13 @@ fn describe<H: Hal>(slots: &[Slot<H>], id: DomainId) -> Result<DomainDesc<'_>, E
 type TagList = Vec<(DomainId, CacheTag), 4>;
 
 fn tags_for<H: Hal>(
-    slots: &[Slot<H>],
+    slots: &Domains<H>,
     id: DomainId,
     info: &DeviceInfo,
     pasid: Option<u32>,
 ) -> Result<TagList, Error> {
     let mut list = TagList::new();
-    if id == DomainId::BLOCKED || id == DomainId::IDENTITY {
+    if id.is_static() {
         return Ok(list);
     }
     let d = domain_ref(slots, id)?;
@@ -395,7 +386,7 @@ fn tags_for<H: Hal>(
     Ok(list)
 }
 
-fn add_tags<H: Hal>(slots: &mut [Slot<H>], list: &TagList) -> Result<(), Error> {
+fn add_tags<H: Hal>(slots: &mut Domains<H>, list: &TagList) -> Result<(), Error> {
     for (i, (id, tag)) in list.iter().enumerate() {
         let r = domain_mut(slots, *id).and_then(|d| d.tags.add(*tag));
         if let Err(e) = r {
@@ -406,7 +397,7 @@ fn add_tags<H: Hal>(slots: &mut [Slot<H>], list: &TagList) -> Result<(), Error> 
     Ok(())
 }
 
-fn remove_tags<H: Hal>(slots: &mut [Slot<H>], list: &[(DomainId, CacheTag)]) {
+fn remove_tags<H: Hal>(slots: &mut Domains<H>, list: &[(DomainId, CacheTag)]) {
     for (id, tag) in list {
         if let Ok(d) = domain_mut(slots, *id) {
             // Recorded by the matching add: cannot be missing.
@@ -415,7 +406,7 @@ fn remove_tags<H: Hal>(slots: &mut [Slot<H>], list: &[(DomainId, CacheTag)]) {
     }
 }
 
-fn count_attach<H: Hal>(slots: &mut [Slot<H>], id: DomainId, up: bool) {
+fn count_attach<H: Hal>(slots: &mut Domains<H>, id: DomainId, up: bool) {
     if let Ok(d) = domain_mut(slots, id) {
         if up {
             d.attached += 1;
@@ -438,13 +429,10 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             pasids: PasidAllocator::new(),
             devices: Vec::new(),
             slots: [Slot::EMPTY; DOMAINS],
-            spaces: [SpaceSlot::EMPTY; SPACES],
-            bonds: [BondSlot {
-                generation: 0,
-                live: None,
-            }; BONDS],
+            spaces: [Slot::EMPTY; SPACES],
+            bonds: [Slot::EMPTY; BONDS],
             faults: FaultQueue::new(),
-            objects: [FaultObject::EMPTY; FAULT_OBJECTS],
+            objects: [Slot::EMPTY; FAULT_OBJECTS],
             next_cookie: 1,
             dropped_events: 0,
         }
@@ -549,23 +537,14 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         }
         self.faults
             .remove_device(dev.instance, dev.id, &mut self.driver)?;
-        for obj in self.objects.iter_mut().filter(|o| o.live) {
+        for obj in slots::live_mut(&mut self.objects) {
             while let Some(i) = obj.pending.iter().position(|p| {
-                p.faults
-                    .first()
-                    .is_some_and(|f| f.instance == dev.instance && f.device == dev.id)
+                let f = p.last();
+                f.instance == dev.instance && f.device == dev.id
             }) {
-                let p = obj.pending.remove(i);
-                let f = p.faults[0];
-                if f.kind != FaultKind::Unrecoverable {
-                    self.driver.respond(
-                        f.instance,
-                        f.device,
-                        f.pasid,
-                        f.group,
-                        Response::Invalid,
-                    )?;
-                }
+                obj.pending
+                    .remove(i)
+                    .answer(&mut self.driver, Response::Invalid)?;
             }
         }
         self.devices.swap_remove(di);
@@ -600,11 +579,8 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             .devices
             .iter()
             .any(|d| d.pasids.iter().any(|(p, _)| *p == pasid));
-        let owned = self
-            .spaces
-            .iter()
-            .filter_map(|s| s.live.as_ref())
-            .any(|s| s.pasid.is_some_and(|p| p.get() == pasid));
+        let owned = slots::live::<_, SpaceId>(&self.spaces)
+            .any(|(_, s)| s.pasid.is_some_and(|p| p.get() == pasid));
         if attached || owned {
             return Err(Error::Busy {
                 what: "PASID in use",
@@ -624,21 +600,11 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     // ----- domains ---------------------------------------------------------
 
     fn free_slot(&self) -> Result<usize, Error> {
-        self.slots
-            .iter()
-            .position(|s| s.domain.is_none())
-            .ok_or(Error::Exhausted {
-                what: "domain slots",
-            })
+        slots::vacant(&self.slots, "domain slots")
     }
 
     fn install(&mut self, index: usize, domain: Domain<H>) -> DomainId {
-        let slot = &mut self.slots[index];
-        slot.domain = Some(domain);
-        DomainId {
-            index: index as u16,
-            generation: slot.generation,
-        }
+        slots::fill(&mut self.slots, index, domain)
     }
 
     /// Allocate a paging domain for `dev`'s IOMMU: an empty I/O page table in
@@ -757,7 +723,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// Free a domain that is attached nowhere and parents no nested domain.
     /// Its table pages go back to the Hal.
     pub fn free_domain(&mut self, id: DomainId) -> Result<(), Error> {
-        if id == DomainId::BLOCKED || id == DomainId::IDENTITY {
+        if id.is_static() {
             return Err(Error::Unsupported {
                 what: "freeing the static Blocked / Identity domains",
             });
@@ -773,11 +739,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "domain is the parent of nested domains",
             });
         }
-        let slot = &mut self.slots[id.index as usize];
-        let Some(d) = slot.domain.take() else {
-            return Err(Error::NotFound { what: "domain" });
-        };
-        slot.generation = slot.generation.wrapping_add(1);
+        let d = slots::take(&mut self.slots, id)?;
         if let FaultTarget::Object(o) = d.fault {
             if let Ok(obj) = self.object_mut(o) {
                 obj.users -= 1;
@@ -869,7 +831,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             what: "mapping into a domain without an I/O page table",
         };
         // Blocked / Identity exist (they are not "not found") but have no table.
-        if id == DomainId::BLOCKED || id == DomainId::IDENTITY {
+        if id.is_static() {
             return Err(unsupported);
         }
         let d = domain_mut(&mut self.slots, id)?;
@@ -941,7 +903,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         let unsupported = Error::Unsupported {
             what: "lookups in a domain without an I/O page table",
         };
-        if id == DomainId::BLOCKED || id == DomainId::IDENTITY {
+        if id.is_static() {
             return Err(unsupported);
         }
         match &domain_ref(&self.slots, id)?.data {
@@ -955,11 +917,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// What is attached at `dev`'s requester ID (`pasid` `None`) or at a
     /// PASID (`None` if nothing is).
     pub fn attached(&self, dev: DeviceId, pasid: Option<u32>) -> Result<Option<DomainId>, Error> {
-        let d = &self.devices[self.device_index(dev)?];
-        Ok(match pasid {
-            None => Some(d.rid),
-            Some(p) => d.pasids.iter().find(|(q, _)| *q == p).map(|(_, id)| *id),
-        })
+        Ok(self.devices[self.device_index(dev)?].domain_at(pasid))
     }
 
     /// Make `dev`'s requester ID translate through `domain`, replacing what
@@ -991,7 +949,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         info: &DeviceInfo,
         pasid: Option<u32>,
     ) -> Result<(), Error> {
-        if id == DomainId::BLOCKED || id == DomainId::IDENTITY {
+        if id.is_static() {
             return Ok(());
         }
         let d = domain_ref(&self.slots, id)?;
@@ -1080,23 +1038,11 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     // ----- SVA -------------------------------------------------------------
 
     fn space_ref(&self, id: SpaceId) -> Result<&SpaceState, Error> {
-        self.spaces
-            .get(id.index as usize)
-            .filter(|s| s.generation == id.generation)
-            .and_then(|s| s.live.as_ref())
-            .ok_or(Error::NotFound {
-                what: "address space",
-            })
+        slots::get(&self.spaces, id)
     }
 
     fn space_mut(&mut self, id: SpaceId) -> Result<&mut SpaceState, Error> {
-        self.spaces
-            .get_mut(id.index as usize)
-            .filter(|s| s.generation == id.generation)
-            .and_then(|s| s.live.as_mut())
-            .ok_or(Error::NotFound {
-                what: "address space",
-            })
+        slots::get_mut(&mut self.spaces, id)
     }
 
     /// Make a CPU address space known. `fault` receives the page requests
@@ -1118,24 +1064,14 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "fault objects for address spaces (use a handler)",
             });
         }
-        let index = self
-            .spaces
-            .iter()
-            .position(|s| s.live.is_none())
-            .ok_or(Error::Exhausted {
-                what: "address-space slots",
-            })?;
-        let slot = &mut self.spaces[index];
-        slot.live = Some(SpaceState {
+        let index = slots::vacant(&self.spaces, "address-space slots")?;
+        let state = SpaceState {
             desc,
             pasid: None,
             domains: Vec::new(),
             fault,
-        });
-        Ok(SpaceId {
-            index: index as u16,
-            generation: slot.generation,
-        })
+        };
+        Ok(slots::fill(&mut self.spaces, index, state))
     }
 
     /// The PASID of an address space (`None` until its first bind).
@@ -1148,17 +1084,9 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         Ok(&self.space_ref(id)?.domains)
     }
 
-    fn bond_ref(&self, id: BondId) -> Result<&Bond, Error> {
-        self.bonds
-            .get(id.index as usize)
-            .filter(|b| b.generation == id.generation)
-            .and_then(|b| b.live.as_ref())
-            .ok_or(Error::NotFound { what: "bond" })
-    }
-
     /// The domain and PASID a bond uses, and its user count.
     pub fn bond_info(&self, id: BondId) -> Result<(DomainId, u32, u32), Error> {
-        let b = self.bond_ref(id)?;
+        let b = slots::get(&self.bonds, id)?;
         Ok((b.domain, b.pasid, b.users))
     }
 
@@ -1171,32 +1099,22 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     pub fn bind(&mut self, dev: DeviceId, space: SpaceId) -> Result<BondId, Error> {
         let info = self.device(dev)?;
         let s = self.space_ref(space)?;
-        if let Some(i) = self
-            .bonds
-            .iter()
-            .position(|b| b.live.is_some_and(|b| b.dev == dev && b.space == space))
-        {
-            let slot = &mut self.bonds[i];
-            if let Some(b) = slot.live.as_mut() {
-                b.users = b.users.checked_add(1).ok_or(Error::Exhausted {
-                    what: "users of this bond",
-                })?;
-            }
-            return Ok(BondId {
-                index: i as u16,
-                generation: slot.generation,
-            });
+        let bound = slots::live::<_, BondId>(&self.bonds)
+            .find(|(_, b)| b.dev == dev && b.space == space)
+            .map(|(id, _)| id);
+        if let Some(id) = bound {
+            let b = slots::get_mut(&mut self.bonds, id)?;
+            b.users = b.users.checked_add(1).ok_or(Error::Exhausted {
+                what: "users of this bond",
+            })?;
+            return Ok(id);
         }
         if info.pasid_bits == 0 {
             return Err(Error::Unsupported {
                 what: "PASIDs on this device",
             });
         }
-        let bond_index = self
-            .bonds
-            .iter()
-            .position(|b| b.live.is_none())
-            .ok_or(Error::Exhausted { what: "bond slots" })?;
+        let bond_index = slots::vacant(&self.bonds, "bond slots")?;
         let (pasid, fresh) = match s.pasid {
             Some(p) => {
                 if (p.get() as u64) >= (1u64 << info.pasid_bits) {
@@ -1223,18 +1141,14 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 s.pasid = Pasid::new(pasid).ok();
             }
         }
-        let slot = &mut self.bonds[bond_index];
-        slot.live = Some(Bond {
+        let bond = Bond {
             dev,
             space,
             domain,
             pasid,
             users: 1,
-        });
-        Ok(BondId {
-            index: bond_index as u16,
-            generation: slot.generation,
-        })
+        };
+        Ok(slots::fill(&mut self.bonds, bond_index, bond))
     }
 
     /// Attach an SVA domain of `space` at `pasid` of the device: an existing
@@ -1283,17 +1197,13 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// detached, and the SVA domain freed when no other device uses it. The
     /// space keeps its PASID until [`teardown_space`](Self::teardown_space).
     pub fn unbind(&mut self, id: BondId) -> Result<(), Error> {
-        let b = *self.bond_ref(id)?;
+        let b = *slots::get(&self.bonds, id)?;
         if b.users > 1 {
-            if let Some(b) = self.bonds[id.index as usize].live.as_mut() {
-                b.users -= 1;
-            }
+            slots::get_mut(&mut self.bonds, id)?.users -= 1;
             return Ok(());
         }
         self.detach_pasid(b.dev, b.pasid)?;
-        let slot = &mut self.bonds[id.index as usize];
-        slot.live = None;
-        slot.generation = slot.generation.wrapping_add(1);
+        slots::take(&mut self.bonds, id)?;
         if self.domain_users(b.domain)? == 0 {
             self.free_domain(b.domain)?;
         }
@@ -1305,33 +1215,26 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// hardware error (what was unbound stays unbound; call again).
     pub fn teardown_space(&mut self, id: SpaceId) -> Result<(), Error> {
         self.space_ref(id)?;
-        for i in 0..BONDS {
-            let slot = self.bonds[i];
-            let Some(b) = slot.live else { continue };
-            if b.space != id {
-                continue;
-            }
-            if let Some(b) = self.bonds[i].live.as_mut() {
-                b.users = 1;
-            }
-            self.unbind(BondId {
-                index: i as u16,
-                generation: slot.generation,
-            })?;
+        while let Some(bond) = self.bond_of_space(id) {
+            slots::get_mut(&mut self.bonds, bond)?.users = 1;
+            self.unbind(bond)?;
         }
         // Domains the embedder attached itself keep the space alive.
         let domains = self.space_ref(id)?.domains.clone();
         for d in domains {
             self.free_domain(d)?;
         }
-        let slot = &mut self.spaces[id.index as usize];
-        if let Some(s) = slot.live.take() {
-            if let Some(p) = s.pasid {
-                let _ = self.pasids.free(p);
-            }
+        if let Some(p) = slots::take(&mut self.spaces, id)?.pasid {
+            // Taken at the space's first bind and never freed since.
+            let _ = self.pasids.free(p);
         }
-        slot.generation = slot.generation.wrapping_add(1);
         Ok(())
+    }
+
+    fn bond_of_space(&self, space: SpaceId) -> Option<BondId> {
+        slots::live(&self.bonds)
+            .find(|(_, b): &(BondId, &Bond)| b.space == space)
+            .map(|(id, _)| id)
     }
 
     /// The CPU side changed mappings in `[start, end)` of an address space:
@@ -1344,12 +1247,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 value: end,
             });
         }
-        self.space_ref(id)?;
-        let Some(s) = self.spaces[id.index as usize].live.as_ref() else {
-            return Err(Error::NotFound {
-                what: "address space",
-            });
-        };
+        let s = slots::get(&self.spaces, id)?;
         let slots = &self.slots;
         let tags = s
             .domains
@@ -1433,17 +1331,14 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         let not_nested = Error::Incompatible {
             what: "user invalidation needs a nested domain",
         };
-        if id == DomainId::BLOCKED || id == DomainId::IDENTITY {
+        if id.is_static() {
             return Err(not_nested);
         }
         let d = domain_ref(&self.slots, id)?;
-        if !matches!(d.data, Data::Nested { .. }) {
-            return Err(not_nested);
-        }
-        let instance = d.instance;
-        let Data::Nested { parent, .. } = d.data else {
+        let (instance, Data::Nested { parent, .. }) = (d.instance, &d.data) else {
             return Err(not_nested);
         };
+        let parent = *parent;
         let desc = describe(&self.slots, id)?;
         let driver = &mut self.driver;
         let devices = &self.devices;
@@ -1544,18 +1439,12 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 let target = devices
                     .iter()
                     .find(|d| d.info.dev == dev)
-                    .and_then(|d| match f.pasid {
-                        None => Some(d.rid),
-                        Some(p) => d.pasids.iter().find(|(q, _)| *q == p).map(|(_, id)| *id),
-                    })
+                    .and_then(|d| d.domain_at(f.pasid))
                     .and_then(|id| domain_ref(slots, id).ok().map(|d| (id, d.fault)));
                 match target {
                     Some((id, FaultTarget::Handler(h))) => Some((h.func)(h.cookie, id, group)),
                     Some((_, FaultTarget::Object(o))) => {
-                        let obj = objects
-                            .get_mut(o.index as usize)
-                            .filter(|x| x.live && x.generation == o.generation);
-                        let Some(obj) = obj else {
+                        let Ok(obj) = slots::get_mut(objects, o) else {
                             return Some(Response::Invalid);
                         };
                         let mut faults = Vec::new();
@@ -1597,21 +1486,11 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     }
 
     fn object_ref(&self, id: FaultObjectId) -> Result<&FaultObject, Error> {
-        self.objects
-            .get(id.index as usize)
-            .filter(|o| o.live && o.generation == id.generation)
-            .ok_or(Error::NotFound {
-                what: "fault object",
-            })
+        slots::get(&self.objects, id)
     }
 
     fn object_mut(&mut self, id: FaultObjectId) -> Result<&mut FaultObject, Error> {
-        self.objects
-            .get_mut(id.index as usize)
-            .filter(|o| o.live && o.generation == id.generation)
-            .ok_or(Error::NotFound {
-                what: "fault object",
-            })
+        slots::get_mut(&mut self.objects, id)
     }
 
     /// A fault object: route a domain's faults to it with
@@ -1619,21 +1498,12 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// [`fault_read`](Self::fault_read), answer with
     /// [`fault_respond`](Self::fault_respond).
     pub fn alloc_fault_object(&mut self) -> Result<FaultObjectId, Error> {
-        let i = self
-            .objects
-            .iter()
-            .position(|o| !o.live)
-            .ok_or(Error::Exhausted {
-                what: "fault objects",
-            })?;
-        let o = &mut self.objects[i];
-        o.live = true;
-        o.users = 0;
-        o.pending.clear();
-        Ok(FaultObjectId {
-            index: i as u16,
-            generation: o.generation,
-        })
+        let i = slots::vacant(&self.objects, "fault objects")?;
+        let object = FaultObject {
+            users: 0,
+            pending: Vec::new(),
+        };
+        Ok(slots::fill(&mut self.objects, i, object))
     }
 
     /// Free a fault object no domain routes to; its unanswered page requests
@@ -1644,16 +1514,11 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "domains still route faults to this object",
             });
         }
-        let o = &mut self.objects[id.index as usize];
+        let o = slots::get_mut(&mut self.objects, id)?;
         while let Some(p) = o.pending.pop() {
-            let f = p.faults[p.faults.len() - 1];
-            if f.kind != FaultKind::Unrecoverable {
-                self.driver
-                    .respond(f.instance, f.device, f.pasid, f.group, Response::Invalid)?;
-            }
+            p.answer(&mut self.driver, Response::Invalid)?;
         }
-        o.live = false;
-        o.generation = o.generation.wrapping_add(1);
+        slots::take(&mut self.objects, id)?;
         Ok(())
     }
 
@@ -1677,7 +1542,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             p.read = true;
         }
         o.pending
-            .retain(|p| !(p.read && p.faults[p.faults.len() - 1].kind == FaultKind::Unrecoverable));
+            .retain(|p| !(p.read && p.last().kind == FaultKind::Unrecoverable));
         Ok(n)
     }
 
@@ -1690,7 +1555,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         cookie: u32,
         response: Response,
     ) -> Result<(), Error> {
-        let o = self.object_ref(id)?;
+        let o = slots::get(&self.objects, id)?;
         let i = o
             .pending
             .iter()
@@ -1698,10 +1563,8 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             .ok_or(Error::NotFound {
                 what: "fault cookie",
             })?;
-        let f = o.pending[i].faults[o.pending[i].faults.len() - 1];
-        self.driver
-            .respond(f.instance, f.device, f.pasid, f.group, response)?;
-        self.objects[id.index as usize].pending.remove(i);
+        o.pending[i].answer(&mut self.driver, response)?;
+        self.object_mut(id)?.pending.remove(i);
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ pub mod iommu;
 pub mod iopf;
 pub mod nested;
 pub mod pasid;
+mod slots;
 pub mod sva;
 pub mod tags;
 

@@ -70,6 +70,20 @@ fn check_range(start: u64, end: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// The end of `[iova, iova + len)`: refused when empty or past 2^64.
+fn end_of(iova: u64, len: u64) -> Result<u64, Error> {
+    if len == 0 {
+        return Err(Error::OutOfRange {
+            what: "length",
+            value: 0,
+        });
+    }
+    iova.checked_add(len).ok_or(Error::OutOfRange {
+        what: "iova + length",
+        value: iova,
+    })
+}
+
 fn intersects(a: (u64, u64), b: (u64, u64)) -> bool {
     a.0 < b.1 && b.0 < a.1
 }
@@ -162,16 +176,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
 
     /// Check that `[iova, iova + len)` may be mapped; returns its end.
     fn check_free(&self, iova: u64, len: u64) -> Result<u64, Error> {
-        if len == 0 {
-            return Err(Error::OutOfRange {
-                what: "length",
-                value: 0,
-            });
-        }
-        let end = iova.checked_add(len).ok_or(Error::OutOfRange {
-            what: "iova + length",
-            value: iova,
-        })?;
+        let end = end_of(iova, len)?;
         check_range(iova, end)?;
         if !self.allowed.is_empty() && !self.allowed.iter().any(|&(s, e)| s <= iova && end <= e) {
             return Err(Error::OutOfRange {
@@ -280,12 +285,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
                 // Domain `i` may hold the range too (a caching-mode flush
                 // failed after the map).
                 for &done in &self.hwpts[..=i] {
-                    if core.iova_to_phys(done, iova).ok().flatten().is_some() {
-                        // Just mapped, so the unmap cannot be refused; a
-                        // failed sync leaks the gathered table pages rather
-                        // than free what the IOMMU may walk.
-                        let _ = core.unmap_sync(done, iova, len);
-                    }
+                    undo_map(core, done, iova, len);
                 }
                 return Err(e);
             }
@@ -317,16 +317,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
         iova: u64,
         len: u64,
     ) -> Result<u64, Error> {
-        let end = iova.checked_add(len).ok_or(Error::OutOfRange {
-            what: "iova + length",
-            value: iova,
-        })?;
-        if len == 0 {
-            return Err(Error::OutOfRange {
-                what: "length",
-                value: 0,
-            });
-        }
+        let end = end_of(iova, len)?;
         let mut hit = false;
         for a in self
             .areas
@@ -390,9 +381,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
         for (i, a) in self.areas.iter().enumerate() {
             if let Err(e) = core.map(hwpt, a.iova, a.paddr, a.len, a.prot) {
                 for b in &self.areas[..=i] {
-                    if core.iova_to_phys(hwpt, b.iova).ok().flatten().is_some() {
-                        let _ = core.unmap_sync(hwpt, b.iova, b.len);
-                    }
+                    undo_map(core, hwpt, b.iova, b.len);
                 }
                 return Err(e);
             }
@@ -413,6 +402,21 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
             })?;
         self.hwpts.remove(i);
         Ok(())
+    }
+}
+
+/// Take back a map of `[iova, iova + len)` into `hwpt` made by a call that
+/// is failing, if it got that far. Just mapped, so the unmap cannot be
+/// refused; a failed sync leaks the gathered table pages rather than free
+/// what the IOMMU may walk.
+fn undo_map<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
+    core: &mut Iommu<D, H, DO, DE>,
+    hwpt: DomainId,
+    iova: u64,
+    len: u64,
+) {
+    if core.iova_to_phys(hwpt, iova).ok().flatten().is_some() {
+        let _ = core.unmap_sync(hwpt, iova, len);
     }
 }
 
