@@ -8,14 +8,14 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::TestHal;
-use common::mock::{Call, Mock, Seen};
+use common::mock::{Call, Mock, Seen, core_over, vtd_inv, vtd_nested_caps as vtd_caps, vtd_s1};
 use common::walk::RefFormat;
 use iommu::Error;
 use iommu::core::iommu::{PASIDS_PER_DEVICE, TAGS_PER_DOMAIN};
-use iommu::core::nested::{InvalidateOutcome, NestedCaps, UserInv, VtdS1Caps, VtdS1Inv};
+use iommu::core::nested::{InvalidateOutcome, UserInv, VtdS1Inv};
 use iommu::core::{
-    AddressSpace, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind, FaultTarget, Iommu,
-    IommuDriver, NestedDataType, PagingFlags, PagingFormat, TagKind,
+    AddressSpace, CpuFormat, DeviceId, DomainId, DomainKind, FaultTarget, Iommu, IommuDriver,
+    NestedDataType, PagingFlags, PagingFormat, TagKind,
 };
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::pgtable::{ArmS1, ArmS2, Gather, MairIndices, Prot, VtdSl, X86_64};
@@ -53,37 +53,19 @@ const RW: Prot = Prot::READ.union(Prot::WRITE);
 const PAGE: u64 = 4096;
 const M2: u64 = 0x20_0000;
 
-fn vtd_caps() -> NestedCaps {
-    NestedCaps::VtdS1(VtdS1Caps {
-        five_level: false,
-        max_pa_bits: 48,
-        sre: false,
-        eafe: false,
-    })
-}
-
 /// A core over a 2-instance mock with the devices above registered and the
 /// setup calls forgotten.
 fn setup(pool: &TestHal) -> Box<Core<'_>> {
     let mut m = Mock::new(2).with_pool(pool);
     m.nested = Some(vtd_caps());
-    let mut core: Box<Core<'_>> = Box::new(Iommu::new(m, pool));
-    core.add_instance(0).unwrap();
-    core.add_instance(1).unwrap();
-    for (dev, pasid_bits, ats) in [
+    let devices = [
         (A, 8, false),
         (B, 8, true),
         (C, 8, true),
         (N, 0, false),
         (NARROW, 2, false),
-    ] {
-        core.register_device(DeviceInfo {
-            dev,
-            pasid_bits,
-            ats,
-        })
-        .unwrap();
-    }
+    ];
+    let mut core: Box<Core<'_>> = core_over(pool, m, &devices);
     core.driver_mut().clear();
     core
 }
@@ -136,26 +118,6 @@ fn paging(core: &mut Core<'_>, dev: DeviceId, flags: PagingFlags) -> Dom {
             root: new[0].0,
         },
     }
-}
-
-/// `struct iommu_hwpt_vtd_s1`: flags, pgtbl_addr, addr_width, reserved.
-fn vtd_s1(flags: u64, pgtbl: u64, addr_width: u32, reserved: u32) -> Vec<u8> {
-    let mut b = Vec::with_capacity(24);
-    b.extend_from_slice(&flags.to_le_bytes());
-    b.extend_from_slice(&pgtbl.to_le_bytes());
-    b.extend_from_slice(&addr_width.to_le_bytes());
-    b.extend_from_slice(&reserved.to_le_bytes());
-    b
-}
-
-/// `struct iommu_hwpt_vtd_s1_invalidate`: addr, npages, flags, reserved.
-fn vtd_inv(addr: u64, npages: u64, flags: u32, reserved: u32) -> Vec<u8> {
-    let mut b = Vec::with_capacity(24);
-    b.extend_from_slice(&addr.to_le_bytes());
-    b.extend_from_slice(&npages.to_le_bytes());
-    b.extend_from_slice(&flags.to_le_bytes());
-    b.extend_from_slice(&reserved.to_le_bytes());
-    b
 }
 
 fn nested(core: &mut Core<'_>, dev: DeviceId, parent: &Dom) -> Dom {
@@ -2289,17 +2251,8 @@ fn prop_setup(pool: &TestHal, caching_mode: bool) -> Box<Core<'_>> {
     let mut m = Mock::new(2).with_pool(pool);
     m.nested = Some(vtd_caps());
     m.flush_on_map = caching_mode;
-    let mut core: Box<Core<'_>> = Box::new(Iommu::new(m, pool));
-    core.add_instance(0).unwrap();
-    core.add_instance(1).unwrap();
-    for (dev, ats) in PDEVS {
-        core.register_device(DeviceInfo {
-            dev,
-            pasid_bits: 8,
-            ats,
-        })
-        .unwrap();
-    }
+    let devices = PDEVS.map(|(dev, ats)| (dev, 8, ats));
+    let mut core: Box<Core<'_>> = core_over(pool, m, &devices);
     for want in 1..=3 {
         assert_eq!(core.alloc_pasid(PDEVS[0].0), Ok(want));
     }

@@ -9,9 +9,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::TestHal;
-use common::mock::{Mock, Seen};
+use common::mock::{Mock, Seen, vtd_inv, vtd_nested_caps as caps, vtd_s1};
 use iommu::Error;
-use iommu::core::nested::{InvalidateOutcome, NestedCaps, VtdS1Caps};
+use iommu::core::nested::InvalidateOutcome;
 use iommu::core::{
     AddressSpace, BondId, CacheTag, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind,
     FaultObjectId, FaultTarget, Iommu, NestedDataType, PagingFlags, Response, SpaceId, UserFault,
@@ -44,33 +44,6 @@ const NARROW: DeviceId = dev(0, 0x13);
 const UNKNOWN: DeviceId = dev(0, 0x99);
 /// On an instance the mock has but the core never added.
 const OFFLINE: DeviceId = dev(2, 0x10);
-
-fn caps() -> NestedCaps {
-    NestedCaps::VtdS1(VtdS1Caps {
-        five_level: false,
-        max_pa_bits: 48,
-        sre: false,
-        eafe: false,
-    })
-}
-
-fn vtd_s1(flags: u64, pgtbl: u64, addr_width: u32, reserved: u32) -> Vec<u8> {
-    let mut b = Vec::with_capacity(24);
-    b.extend_from_slice(&flags.to_le_bytes());
-    b.extend_from_slice(&pgtbl.to_le_bytes());
-    b.extend_from_slice(&addr_width.to_le_bytes());
-    b.extend_from_slice(&reserved.to_le_bytes());
-    b
-}
-
-fn vtd_inv(addr: u64, npages: u64, flags: u32, reserved: u32) -> Vec<u8> {
-    let mut b = Vec::with_capacity(24);
-    b.extend_from_slice(&addr.to_le_bytes());
-    b.extend_from_slice(&npages.to_le_bytes());
-    b.extend_from_slice(&flags.to_le_bytes());
-    b.extend_from_slice(&reserved.to_le_bytes());
-    b
-}
 
 fn space(root: u64) -> AddressSpace {
     AddressSpace {

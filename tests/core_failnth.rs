@@ -24,9 +24,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::TestHal;
-use common::mock::{Call, Mock, Seen};
+use common::mock::{Call, Mock, Seen, core_over, vtd_nested_caps, vtd_s1};
 use iommu::Error;
-use iommu::core::nested::{NestedCaps, VtdS1Caps};
 use iommu::core::{
     AddressSpace, BondId, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind, FaultTarget,
     Iommu, NestedDataType, PagingFlags, SpaceId,
@@ -269,26 +268,10 @@ fn space(n: u32) -> AddressSpace {
     }
 }
 
-fn vtd_s1() -> [u8; 24] {
-    let mut b = [0u8; 24];
-    b[8..16].copy_from_slice(&0x5000u64.to_le_bytes());
-    b[16..20].copy_from_slice(&48u32.to_le_bytes());
-    b
-}
-
 fn new_core<const D: usize, const V: usize>(pool: &TestHal, instances: u16) -> Box<Core<'_, D, V>> {
     let mut mock = Mock::new(instances).with_pool(pool);
-    mock.nested = Some(NestedCaps::VtdS1(VtdS1Caps {
-        five_level: false,
-        max_pa_bits: 48,
-        sre: false,
-        eafe: false,
-    }));
-    let mut c = Box::new(Iommu::new(mock, pool));
-    for i in 0..instances {
-        c.add_instance(i).unwrap();
-    }
-    c
+    mock.nested = Some(vtd_nested_caps());
+    core_over(pool, mock, &[])
 }
 
 fn register<const D: usize, const V: usize>(
@@ -393,7 +376,12 @@ fn alloc_paging_on_another_instance() {
 #[test]
 fn alloc_nested() {
     let s = sweep("alloc_nested", populated, |c, w| {
-        let d = c.alloc_nested(w.devs[B], w.domains[0], NestedDataType::VtdS1, &vtd_s1())?;
+        let d = c.alloc_nested(
+            w.devs[B],
+            w.domains[0],
+            NestedDataType::VtdS1,
+            &vtd_s1(0, 0x5000, 48, 0),
+        )?;
         w.domains.push(d);
         Ok(())
     });
@@ -409,7 +397,12 @@ fn alloc_nested() {
 #[test]
 fn alloc_nested_and_attach_it() {
     let s = sweep("alloc_nested + attach", populated, |c, w| {
-        let d = c.alloc_nested(w.devs[B], w.domains[0], NestedDataType::VtdS1, &vtd_s1())?;
+        let d = c.alloc_nested(
+            w.devs[B],
+            w.domains[0],
+            NestedDataType::VtdS1,
+            &vtd_s1(0, 0x5000, 48, 0),
+        )?;
         w.domains.push(d);
         c.attach(w.devs[B], d)
     });
@@ -530,7 +523,7 @@ fn nested_world(
     let t = register(&mut c, &mut w, 0, 0x100, true);
     let parent = c.alloc_paging(t, PagingFlags::NEST_PARENT).unwrap();
     let nested = c
-        .alloc_nested(t, parent, NestedDataType::VtdS1, &vtd_s1())
+        .alloc_nested(t, parent, NestedDataType::VtdS1, &vtd_s1(0, 0x5000, 48, 0))
         .unwrap();
     let old = c.alloc_paging(t, PagingFlags::empty()).unwrap();
     w.domains.extend([nested, parent, old]);
@@ -628,7 +621,7 @@ fn domain_slots() {
         c.alloc_paging(x, PagingFlags::empty())
     });
     exhausted(SLOTS, &mut c, &pool, &w, |c| {
-        c.alloc_nested(b, parent, NestedDataType::VtdS1, &vtd_s1())
+        c.alloc_nested(b, parent, NestedDataType::VtdS1, &vtd_s1(0, 0x5000, 48, 0))
     });
     exhausted(SLOTS, &mut c, &pool, &w, |c| c.bind(b, s));
     assert_eq!(c.space_pasid(s).unwrap(), None, "the fresh PASID went back");

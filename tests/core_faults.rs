@@ -9,7 +9,7 @@ mod common;
 use std::cell::RefCell;
 
 use common::TestHal;
-use common::mock::{Call, Mock};
+use common::mock::{Call, Mock, core_over};
 use iommu::Error;
 use iommu::core::{
     Access, AddressSpace, CpuFormat, DeviceId, DeviceInfo, DomainId, Fault, FaultHandler,
@@ -19,9 +19,7 @@ use iommu::core::{
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
 
 fn core(pool: &TestHal) -> Box<Core<'_>> {
-    let mut c = Box::new(Iommu::new(Mock::new(2).with_pool(pool), pool));
-    c.add_instance(0).unwrap();
-    c.add_instance(1).unwrap();
+    let mut c = core_over(pool, Mock::new(2).with_pool(pool), &[]);
     c.driver_mut().clear();
     c
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::TestHal;
-use common::mock::{Call, Mock, Seen};
+use common::mock::{Call, Mock, Seen, core_over};
 use iommu::Error;
 use iommu::core::{
     AddressSpace, CacheTag, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind, FaultTarget,
@@ -17,9 +17,7 @@ type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
 
 /// A core over a two-instance mock, both instances added, no calls recorded.
 fn core(pool: &TestHal) -> Box<Core<'_>> {
-    let mut c = Box::new(Iommu::new(Mock::new(2).with_pool(pool), pool));
-    c.add_instance(0).unwrap();
-    c.add_instance(1).unwrap();
+    let mut c = core_over(pool, Mock::new(2).with_pool(pool), &[]);
     c.driver_mut().clear();
     c
 }

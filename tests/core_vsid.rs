@@ -4,10 +4,10 @@
 mod common;
 
 use common::TestHal;
-use common::mock::{Call, Mock};
+use common::mock::{Call, Mock, core_over};
 use iommu::Error;
 use iommu::core::nested::{NestedCaps, NestedDataType, SmmuV3Inv, SmmuV3SteCaps, UserInv};
-use iommu::core::{DeviceId, DeviceInfo, DomainId, Iommu, PagingFlags};
+use iommu::core::{DeviceId, DomainId, Iommu, PagingFlags};
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
 
@@ -31,18 +31,7 @@ fn core(pool: &TestHal) -> Box<Core<'_>> {
         oas_bits: 44,
         two_level_cd: true,
     }));
-    let mut c = Box::new(Iommu::new(mock, pool));
-    c.add_instance(0).unwrap();
-    c.add_instance(1).unwrap();
-    for dev in [A, B, X] {
-        c.register_device(DeviceInfo {
-            dev,
-            pasid_bits: 16,
-            ats: true,
-        })
-        .unwrap();
-    }
-    c
+    core_over(pool, mock, &[A, B, X].map(|dev| (dev, 16, true)))
 }
 
 /// A valid stage-1 vSTE: V, CFG = S1 translate, a CD table pointer.

@@ -5,9 +5,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::TestHal;
-use common::mock::{Call, Mock};
+use common::mock::{Call, Mock, core_over};
 use iommu::Error;
-use iommu::core::{DeviceId, DeviceInfo, DomainId, Iommu, PagingFlags};
+use iommu::core::{DeviceId, DomainId, Iommu, PagingFlags};
 use iommu::iommufd::{self, Area, Ioas};
 use iommu::pgtable::Prot;
 use proptest::prelude::*;
@@ -22,15 +22,7 @@ const RW: Prot = Prot::READ.union(Prot::WRITE);
 const K4: u64 = 0x1000;
 
 fn core(pool: &TestHal) -> Box<Core<'_>> {
-    let mut c = Box::new(Iommu::new(Mock::new(1).with_pool(pool), pool));
-    c.add_instance(0).unwrap();
-    c.register_device(DeviceInfo {
-        dev: DEV,
-        pasid_bits: 0,
-        ats: false,
-    })
-    .unwrap();
-    c
+    core_over(pool, Mock::new(1).with_pool(pool), &[(DEV, 0, false)])
 }
 
 /// Everything a refused call must leave alone.

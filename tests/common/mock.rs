@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use iommu::Error;
-use iommu::core::nested::{NestedCaps, UserInv};
+use iommu::core::nested::{NestedCaps, UserInv, VtdS1Caps};
 use iommu::core::{
-    CacheTag, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault, FaultResponder, HwInfo,
-    HwInfoType, IommuDriver, PagingFormat, Response, TagInvalidate,
+    CacheTag, DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault, FaultResponder,
+    HwInfo, HwInfoType, Iommu, IommuDriver, PagingFormat, Response, TagInvalidate,
 };
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::pgtable::VtdSl;
@@ -484,4 +484,61 @@ impl IommuDriver for Mock<'_> {
     fn flush_on_map(&self, _instance: u16) -> bool {
         self.flush_on_map
     }
+}
+
+// ----- fixtures shared by the core tests -------------------------------------
+
+/// A boxed core over `mock` with every instance of the mock added and
+/// `devices` (device, PASID bits, ATS) registered; the setup calls stay
+/// recorded.
+pub fn core_over<'a, const D: usize, const V: usize>(
+    pool: &'a TestHal,
+    mock: Mock<'a>,
+    devices: &[(DeviceId, u8, bool)],
+) -> Box<Iommu<Mock<'a>, &'a TestHal, D, V>> {
+    let instances = mock.instances;
+    let mut c = Box::new(Iommu::new(mock, pool));
+    for i in 0..instances {
+        c.add_instance(i).unwrap();
+    }
+    for &(dev, pasid_bits, ats) in devices {
+        c.register_device(DeviceInfo {
+            dev,
+            pasid_bits,
+            ats,
+        })
+        .unwrap();
+    }
+    c
+}
+
+/// Nesting caps of a plain VT-d unit: 4-level first stage, 48-bit parent,
+/// no supervisor requests, no extended accessed flag.
+pub fn vtd_nested_caps() -> NestedCaps {
+    NestedCaps::VtdS1(VtdS1Caps {
+        five_level: false,
+        max_pa_bits: 48,
+        sre: false,
+        eafe: false,
+    })
+}
+
+/// `struct iommu_hwpt_vtd_s1`: flags, pgtbl_addr, addr_width, __reserved.
+pub fn vtd_s1(flags: u64, pgtbl: u64, addr_width: u32, reserved: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(24);
+    b.extend_from_slice(&flags.to_le_bytes());
+    b.extend_from_slice(&pgtbl.to_le_bytes());
+    b.extend_from_slice(&addr_width.to_le_bytes());
+    b.extend_from_slice(&reserved.to_le_bytes());
+    b
+}
+
+/// `struct iommu_hwpt_vtd_s1_invalidate`: addr, npages, flags, __reserved.
+pub fn vtd_inv(addr: u64, npages: u64, flags: u32, reserved: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(24);
+    b.extend_from_slice(&addr.to_le_bytes());
+    b.extend_from_slice(&npages.to_le_bytes());
+    b.extend_from_slice(&flags.to_le_bytes());
+    b.extend_from_slice(&reserved.to_le_bytes());
+    b
 }
