@@ -18,7 +18,6 @@
 
 #![no_std]
 #![deny(missing_docs)]
-#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod core;
 pub mod drivers;
