@@ -93,6 +93,11 @@ pub enum Error {
     },
 }
 
+/// `InvalidField { field, value }`: a field of untrusted user data refused.
+pub(crate) const fn invalid(field: &'static str, value: u64) -> Error {
+    Error::InvalidField { field, value }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

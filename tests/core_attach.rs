@@ -8,16 +8,19 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::TestHal;
-use common::mock::{Call, Mock, Seen, core_over, vtd_inv, vtd_nested_caps as vtd_caps, vtd_s1};
+use common::mock::{
+    Call, Mock, SMMU_STE, Seen, UserInv, VTD_INV, VTD_S1, core_over, vtd_inv,
+    vtd_nested_caps as vtd_caps, vtd_s1,
+};
 use common::walk::RefFormat;
 use iommu::Error;
 use iommu::core::iommu::{PASIDS_PER_DEVICE, TAGS_PER_DOMAIN};
-use iommu::core::nested::{InvalidateOutcome, UserInv, VtdS1Inv};
 use iommu::core::{
-    AddressSpace, CpuFormat, DeviceId, DomainId, DomainKind, FaultTarget, Iommu, IommuDriver,
-    NestedDataType, PagingFlags, PagingFormat, TagKind,
+    AddressSpace, CpuFormat, DeviceId, DomainId, DomainKind, FaultTarget, InvalidateOutcome, Iommu,
+    IommuDriver, PagingFlags, PagingFormat, TagKind,
 };
 use iommu::drivers::vtd::regs::LargePages;
+use iommu::drivers::vtd::user::VtdS1Inv;
 use iommu::pgtable::{ArmS1, ArmS2, Gather, MairIndices, Prot, VtdSl, X86_64};
 use proptest::prelude::*;
 
@@ -130,12 +133,7 @@ fn nested(core: &mut Core<'_>, dev: DeviceId, parent: &Dom) -> Dom {
     };
     take(core);
     let id = core
-        .alloc_nested(
-            dev,
-            parent.id,
-            NestedDataType::VtdS1,
-            &vtd_s1(0, 0x5000, 48, 0),
-        )
+        .alloc_nested(dev, parent.id, VTD_S1, &vtd_s1(0, 0x5000, 48, 0))
         .unwrap();
     let tag = core.domain_hw(id).unwrap().tag;
     assert_eq!(
@@ -272,7 +270,7 @@ fn alloc_paging_asks_the_driver_and_builds_a_table_in_its_format() {
             }]
         );
         assert_eq!(core.domain_hw(d).unwrap().format, Some(format));
-        assert_eq!(core.domain_hw(d).unwrap().private, tag as u64 * 10);
+        assert_eq!(core.domain_hw(d).unwrap().private.private, tag as u64 * 10);
         assert_eq!(core.domain_kind(d), Ok(DomainKind::Paging));
         assert_eq!(core.domain_instance(d), Ok(0));
         assert_eq!(core.domain_users(d), Ok(0));
@@ -460,11 +458,11 @@ fn a_stale_domain_id_is_not_found_even_after_its_slot_is_reused() {
     assert!(core.domain_tags(old.id).is_err());
     assert_eq!(core.set_fault_target(old.id, FaultTarget::None), nf);
     assert_eq!(
-        core.alloc_nested(A, old.id, NestedDataType::VtdS1, &vtd_s1(0, 0, 48, 0)),
+        core.alloc_nested(A, old.id, VTD_S1, &vtd_s1(0, 0, 48, 0)),
         Err(Error::NotFound { what: "domain" })
     );
     assert_eq!(
-        core.invalidate_user(old.id, NestedDataType::VtdS1, &[], 24, 0),
+        core.invalidate_user(old.id, VTD_INV, &[], 24, 0),
         Err(Error::NotFound { what: "domain" })
     );
     assert!(take(&mut core).is_empty());
@@ -1587,20 +1585,17 @@ fn alloc_nested_checks_its_parent_the_driver_and_the_user_data() {
     let not_parent = Err(Error::Incompatible {
         what: "parent is not a nest-parent paging domain",
     });
-    assert_eq!(
-        core.alloc_nested(A, plain.id, NestedDataType::VtdS1, &good),
-        not_parent
-    );
+    assert_eq!(core.alloc_nested(A, plain.id, VTD_S1, &good), not_parent);
     let n = nested(&mut core, A, &p);
     take(&mut core);
     let allocs = allocs + 1;
     assert_eq!(
-        core.alloc_nested(A, n.id, NestedDataType::VtdS1, &good),
+        core.alloc_nested(A, n.id, VTD_S1, &good),
         not_parent,
         "a nested domain cannot parent"
     );
     assert_eq!(
-        core.alloc_nested(C, p.id, NestedDataType::VtdS1, &good),
+        core.alloc_nested(C, p.id, VTD_S1, &good),
         Err(Error::Incompatible {
             what: "parent belongs to another IOMMU instance"
         })
@@ -1670,21 +1665,20 @@ fn alloc_nested_checks_its_parent_the_driver_and_the_user_data() {
         ),
     ];
     for (data, err) in &bad {
-        assert_eq!(
-            core.alloc_nested(A, p.id, NestedDataType::VtdS1, data),
-            Err(*err)
-        );
+        assert_eq!(core.alloc_nested(A, p.id, VTD_S1, data), Err(*err));
     }
     assert_eq!(
-        core.alloc_nested(A, p.id, NestedDataType::SmmuV3, &[0; 16]),
-        Err(Error::Incompatible {
-            what: "nested data type and IOMMU"
+        core.alloc_nested(A, p.id, SMMU_STE, &[0; 16]),
+        // The driver does not take the other driver's format.
+        Err(Error::InvalidField {
+            field: "data_type",
+            value: SMMU_STE.into()
         })
     );
     // A driver that cannot nest.
     core.driver_mut().nested = None;
     assert_eq!(
-        core.alloc_nested(A, p.id, NestedDataType::VtdS1, &good),
+        core.alloc_nested(A, p.id, VTD_S1, &good),
         Err(Error::Unsupported {
             what: "nested translation"
         })
@@ -1695,7 +1689,7 @@ fn alloc_nested_checks_its_parent_the_driver_and_the_user_data() {
     assert_eq!(core.domain_users(p.id), Ok(0));
     // No slot was used: 16 - 3 domains can still be allocated.
     let mut extra = vec![];
-    while let Ok(d) = core.alloc_nested(A, p.id, NestedDataType::VtdS1, &good) {
+    while let Ok(d) = core.alloc_nested(A, p.id, VTD_S1, &good) {
         extra.push(d);
     }
     assert_eq!(extra.len(), 16 - 3);
@@ -1703,10 +1697,7 @@ fn alloc_nested_checks_its_parent_the_driver_and_the_user_data() {
     core.free_domain(extra.pop().unwrap()).unwrap();
     let mut longer = good.clone();
     longer.extend_from_slice(&[0; 8]);
-    extra.push(
-        core.alloc_nested(A, p.id, NestedDataType::VtdS1, &longer)
-            .unwrap(),
-    );
+    extra.push(core.alloc_nested(A, p.id, VTD_S1, &longer).unwrap());
     assert_eq!(
         core.free_domain(p.id),
         Err(Error::Busy {
@@ -1774,7 +1765,7 @@ fn invalidate_user_hands_valid_entries_to_the_driver_in_order_then_waits() {
         instance: 0,
         live_pages: live(&core),
     };
-    let ty = NestedDataType::VtdS1;
+    let ty = VTD_INV;
     let all = e.concat();
     assert_eq!(
         core.invalidate_user(n.id, ty, &all, 24, 3),
@@ -2492,7 +2483,7 @@ fn model_step(core: &mut Core<'_>, m: &mut Model, op: &Op) {
             } else {
                 Ok(())
             };
-            let r = core.alloc_nested(d, p.id, NestedDataType::VtdS1, &vtd_s1(0, 0x5000, 48, 0));
+            let r = core.alloc_nested(d, p.id, VTD_S1, &vtd_s1(0, 0x5000, 48, 0));
             let calls = take(core);
             if let Err(e) = expect {
                 assert_eq!(r, Err(e));

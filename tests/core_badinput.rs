@@ -9,12 +9,14 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::TestHal;
-use common::mock::{Mock, Seen, vtd_inv, vtd_nested_caps as caps, vtd_s1};
+use common::mock::{
+    Mock, SMMU_STE, Seen, VTD_INV, VTD_S1, vtd_inv, vtd_nested_caps as caps, vtd_s1,
+};
 use iommu::Error;
-use iommu::core::nested::InvalidateOutcome;
 use iommu::core::{
     AddressSpace, BondId, CacheTag, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind,
-    FaultObjectId, FaultTarget, Iommu, NestedDataType, PagingFlags, Response, SpaceId, UserFault,
+    FaultObjectId, FaultTarget, InvalidateOutcome, Iommu, PagingFlags, Response, SpaceId,
+    UserFault,
 };
 use iommu::pgtable::{Gather, Prot};
 
@@ -112,11 +114,11 @@ fn build(pool: &TestHal) -> (Box<Core<'_>>, World) {
     let good = vtd_s1(0, 0x5000, 48, 0);
     let p = c.alloc_paging(A, PagingFlags::NEST_PARENT).unwrap();
     let q = c.alloc_paging(B, PagingFlags::empty()).unwrap();
-    let nst = c.alloc_nested(A, p, NestedDataType::VtdS1, &good).unwrap();
+    let nst = c.alloc_nested(A, p, VTD_S1, &good).unwrap();
     let r = c.alloc_paging(C, PagingFlags::empty()).unwrap();
     let u = c.alloc_paging(A, PagingFlags::empty()).unwrap();
     let p2 = c.alloc_paging(A, PagingFlags::NEST_PARENT).unwrap();
-    let nst2 = c.alloc_nested(A, p2, NestedDataType::VtdS1, &good).unwrap();
+    let nst2 = c.alloc_nested(A, p2, VTD_S1, &good).unwrap();
     let stale = c.alloc_paging(A, PagingFlags::empty()).unwrap();
     c.free_domain(stale).unwrap();
     c.map(p, 0x10_0000, 0x8000_0000, PAGE, RW).unwrap();
@@ -410,7 +412,6 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         what: "user invalidation needs a nested domain",
     });
     let good: &'static [u8] = vtd_s1(0, 0x5000, 48, 0).leak();
-    let vtd = NestedDataType::VtdS1;
     let mut cases: Vec<Case> = vec![];
 
     // ----- instances and devices
@@ -539,15 +540,15 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
     case!(cases, "alloc_paging offline device", nf_dev, |c| c
         .alloc_paging(OFFLINE, PagingFlags::NEST_PARENT));
     case!(cases, "alloc_nested unknown device", nf_dev, |c| c
-        .alloc_nested(UNKNOWN, p, vtd, good));
+        .alloc_nested(UNKNOWN, p, VTD_S1, good));
     case!(cases, "alloc_nested stale parent", nf_dom, |c| c
-        .alloc_nested(A, stale, vtd, good));
+        .alloc_nested(A, stale, VTD_S1, good));
     for parent in [q, nst, sva, u, DomainId::BLOCKED, DomainId::IDENTITY] {
         case!(
             cases,
             format!("alloc_nested on {parent:?}"),
             not_parent,
-            |c| c.alloc_nested(A, parent, vtd, good)
+            |c| c.alloc_nested(A, parent, VTD_S1, good)
         );
     }
     case!(
@@ -556,7 +557,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         Err(Error::Incompatible {
             what: "parent belongs to another IOMMU instance"
         }),
-        |c| c.alloc_nested(C, p, vtd, good)
+        |c| c.alloc_nested(C, p, VTD_S1, good)
     );
     case!(
         cases,
@@ -564,7 +565,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         Err(Error::Incompatible {
             what: "parent belongs to another IOMMU instance"
         }),
-        |c| c.alloc_nested(A, r, vtd, good)
+        |c| c.alloc_nested(A, r, VTD_S1, good)
     );
     case!(
         cases,
@@ -574,7 +575,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         }),
         |c| {
             c.driver_mut().nested = None;
-            let res = c.alloc_nested(A, p, vtd, &vtd_s1(0, 0x5000, 48, 0));
+            let res = c.alloc_nested(A, p, VTD_S1, &vtd_s1(0, 0x5000, 48, 0));
             c.driver_mut().nested = Some(caps());
             res
         }
@@ -663,15 +664,17 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         ),
     ] {
         case!(cases, format!("alloc_nested: {name}"), Err(want), |c| c
-            .alloc_nested(A, p, vtd, &data));
+            .alloc_nested(A, p, VTD_S1, &data));
     }
     case!(
         cases,
         "alloc_nested SMMU data for VT-d",
-        Err(Error::Incompatible {
-            what: "nested data type and IOMMU"
+        // The driver does not take the other driver's format.
+        Err(Error::InvalidField {
+            field: "data_type",
+            value: SMMU_STE.into()
         }),
-        |c| c.alloc_nested(A, p, NestedDataType::SmmuV3, &[0; 16])
+        |c| c.alloc_nested(A, p, SMMU_STE, &[0; 16])
     );
     for d in [DomainId::BLOCKED, DomainId::IDENTITY] {
         case!(
@@ -1163,11 +1166,11 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
             cases,
             format!("invalidate_user on {d:?}"),
             not_nested,
-            |c| nothing_handled(c.invalidate_user(d, vtd, &data, 24, 1))
+            |c| nothing_handled(c.invalidate_user(d, VTD_INV, &data, 24, 1))
         );
     }
     case!(cases, "invalidate_user stale", nf_dom, |c| nothing_handled(
-        c.invalidate_user(stale, vtd, &vtd_inv(0x1000, 1, 0, 0), 24, 1)
+        c.invalidate_user(stale, VTD_INV, &vtd_inv(0x1000, 1, 0, 0), 24, 1)
     ));
     let mut two = vtd_inv(0x1000, 1, 4, 0);
     two.extend_from_slice(&inv_good);
@@ -1264,17 +1267,17 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         ),
     ] {
         case!(cases, format!("invalidate_user: {name}"), Err(want), |c| {
-            nothing_handled(c.invalidate_user(nst, vtd, &data, len, count))
+            nothing_handled(c.invalidate_user(nst, VTD_INV, &data, len, count))
         });
     }
     case!(cases, "invalidate_user of nothing (no-op)", Ok(()), |c| {
-        nothing_handled(c.invalidate_user(nst, vtd, &[], 24, 0))
+        nothing_handled(c.invalidate_user(nst, VTD_INV, &[], 24, 0))
     });
     case!(
         cases,
         "invalidate_user of nothing, unattached (no-op)",
         Ok(()),
-        |c| nothing_handled(c.invalidate_user(nst2, vtd, &[1, 2, 3], 24, 0))
+        |c| nothing_handled(c.invalidate_user(nst2, VTD_INV, &[1, 2, 3], 24, 0))
     );
 
     // ----- fault objects
@@ -1374,12 +1377,8 @@ fn full_capacities_give_exhausted_and_change_nothing() {
     let mut cases: Vec<Case> = vec![];
     case!(cases, "alloc_paging", slots, |c| c
         .alloc_paging(B, PagingFlags::empty()));
-    case!(cases, "alloc_nested", slots, |c| c.alloc_nested(
-        A,
-        p,
-        NestedDataType::VtdS1,
-        good
-    ));
+    case!(cases, "alloc_nested", slots, |c| c
+        .alloc_nested(A, p, VTD_S1, good));
     // A new SVA domain is needed: the fresh PASID goes back too.
     case!(cases, "bind a fresh space", slots, |c| c.bind(B, sp2));
     case!(cases, "bind on another instance", slots, |c| c.bind(C, sp));

@@ -24,11 +24,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::TestHal;
-use common::mock::{Call, Mock, Seen, core_over, vtd_nested_caps, vtd_s1};
+use common::mock::{Call, Mock, Seen, VTD_S1, core_over, vtd_nested_caps, vtd_s1};
 use iommu::Error;
 use iommu::core::{
     AddressSpace, BondId, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind, FaultTarget,
-    Iommu, NestedDataType, PagingFlags, SpaceId,
+    Iommu, PagingFlags, SpaceId,
 };
 use iommu::pgtable::Prot;
 
@@ -376,12 +376,7 @@ fn alloc_paging_on_another_instance() {
 #[test]
 fn alloc_nested() {
     let s = sweep("alloc_nested", populated, |c, w| {
-        let d = c.alloc_nested(
-            w.devs[B],
-            w.domains[0],
-            NestedDataType::VtdS1,
-            &vtd_s1(0, 0x5000, 48, 0),
-        )?;
+        let d = c.alloc_nested(w.devs[B], w.domains[0], VTD_S1, &vtd_s1(0, 0x5000, 48, 0))?;
         w.domains.push(d);
         Ok(())
     });
@@ -397,12 +392,7 @@ fn alloc_nested() {
 #[test]
 fn alloc_nested_and_attach_it() {
     let s = sweep("alloc_nested + attach", populated, |c, w| {
-        let d = c.alloc_nested(
-            w.devs[B],
-            w.domains[0],
-            NestedDataType::VtdS1,
-            &vtd_s1(0, 0x5000, 48, 0),
-        )?;
+        let d = c.alloc_nested(w.devs[B], w.domains[0], VTD_S1, &vtd_s1(0, 0x5000, 48, 0))?;
         w.domains.push(d);
         c.attach(w.devs[B], d)
     });
@@ -523,7 +513,7 @@ fn nested_world(
     let t = register(&mut c, &mut w, 0, 0x100, true);
     let parent = c.alloc_paging(t, PagingFlags::NEST_PARENT).unwrap();
     let nested = c
-        .alloc_nested(t, parent, NestedDataType::VtdS1, &vtd_s1(0, 0x5000, 48, 0))
+        .alloc_nested(t, parent, VTD_S1, &vtd_s1(0, 0x5000, 48, 0))
         .unwrap();
     let old = c.alloc_paging(t, PagingFlags::empty()).unwrap();
     w.domains.extend([nested, parent, old]);
@@ -621,7 +611,7 @@ fn domain_slots() {
         c.alloc_paging(x, PagingFlags::empty())
     });
     exhausted(SLOTS, &mut c, &pool, &w, |c| {
-        c.alloc_nested(b, parent, NestedDataType::VtdS1, &vtd_s1(0, 0x5000, 48, 0))
+        c.alloc_nested(b, parent, VTD_S1, &vtd_s1(0, 0x5000, 48, 0))
     });
     exhausted(SLOTS, &mut c, &pool, &w, |c| c.bind(b, s));
     assert_eq!(c.space_pasid(s).unwrap(), None, "the fresh PASID went back");

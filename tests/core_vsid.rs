@@ -4,10 +4,10 @@
 mod common;
 
 use common::TestHal;
-use common::mock::{Call, Mock, core_over};
+use common::mock::{Call, Mock, NestedCaps, SMMU_CMD, SMMU_STE, UserInv, core_over};
 use iommu::Error;
-use iommu::core::nested::{NestedCaps, NestedDataType, SmmuV3Inv, SmmuV3SteCaps, UserInv};
 use iommu::core::{DeviceId, DomainId, Iommu, PagingFlags};
+use iommu::drivers::smmuv3::user::{SmmuV3Inv, SmmuV3SteCaps};
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
 
@@ -66,9 +66,7 @@ fn received(c: &Core<'_>) -> Vec<SmmuV3Inv> {
 fn two_guests(c: &mut Core<'_>) -> (DomainId, DomainId, DomainId) {
     let p1 = c.alloc_paging(A, PagingFlags::NEST_PARENT).unwrap();
     let p2 = c.alloc_paging(B, PagingFlags::NEST_PARENT).unwrap();
-    let n1 = c
-        .alloc_nested(A, p1, NestedDataType::SmmuV3, &vste())
-        .unwrap();
+    let n1 = c.alloc_nested(A, p1, SMMU_STE, &vste()).unwrap();
     c.attach(A, n1).unwrap();
     c.set_virtual_id(A, p1, 7).unwrap();
     c.set_virtual_id(B, p2, 9).unwrap();
@@ -100,7 +98,7 @@ fn commands_naming_a_device_reach_its_real_id_and_only_the_same_guest() {
         SmmuV3Inv::CfgiCdAll { sid: 7 },
     ];
     let out = c
-        .invalidate_user(n1, NestedDataType::SmmuV3, &commands(&cmds), 16, cmds.len())
+        .invalidate_user(n1, SMMU_CMD, &commands(&cmds), 16, cmds.len())
         .unwrap();
     assert_eq!(out.handled, 3);
     assert_eq!(
@@ -143,7 +141,7 @@ fn a_virtual_id_nobody_has_is_refused_before_the_driver_sees_it() {
     c.driver_mut().clear();
     let cmds = [SmmuV3Inv::CfgiCdAll { sid: 0x100 }];
     let out = c
-        .invalidate_user(n1, NestedDataType::SmmuV3, &commands(&cmds), 16, 1)
+        .invalidate_user(n1, SMMU_CMD, &commands(&cmds), 16, 1)
         .unwrap();
     assert_eq!(out.handled, 0);
     assert_eq!(

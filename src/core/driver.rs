@@ -11,9 +11,9 @@ use crate::error::Error;
 use crate::pgtable::{ArmS1, ArmS2, VtdSl, X86_64};
 
 use super::iopf::{Fault, FaultResponder};
-use super::nested::{NestedCaps, NestedConfig, UserInv};
 use super::sva::AddressSpace;
 use super::tags::TagInvalidate;
+use super::user::{InvalidateOutcome, UserArray, UserData, VirtualIds};
 
 /// A device as the core knows it: which IOMMU instance translates it and
 /// under which ID.
@@ -66,7 +66,7 @@ bitflags::bitflags! {
 
 /// What the core asks a driver to allocate a domain for.
 #[derive(Clone, Copy, Debug)]
-pub enum DomainRequest<'a> {
+pub enum DomainRequest<'a, P> {
     /// An I/O page table the core will own and map into.
     Paging {
         /// Options.
@@ -77,31 +77,55 @@ pub enum DomainRequest<'a> {
         /// The address space.
         space: &'a AddressSpace,
     },
-    /// A user-managed stage-1 on a paging parent.
+    /// A user-managed stage 1 on a paging parent, from untrusted user data
+    /// the driver validates field by field against the instance's
+    /// capabilities (refusing with `InvalidField` / `Unsupported` naming the
+    /// field, or `InvalidField("data_type")` for a format it does not take).
     Nested {
-        /// The parent's hardware state.
-        parent: &'a DomainHw,
-        /// The validated user configuration.
-        config: &'a NestedConfig,
+        /// The parent's hardware state (a nest-parent paging domain of the
+        /// same instance: the core checked).
+        parent: &'a DomainHw<P>,
+        /// The user's configuration, with its type tag.
+        data: UserData<'a>,
     },
 }
 
 /// What a driver gave a new domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DomainHw {
+pub struct DomainHw<P> {
     /// The tag its translations are cached under on its instance: VT-d
     /// domain ID, SMMU ASID (stage 1) or VMID (stage 2, nested).
     pub tag: u32,
     /// For a paging domain, the table format the core must build; `None`
     /// otherwise.
     pub format: Option<PagingFormat>,
-    /// Driver-private value, handed back in every [`DomainDesc`].
-    pub private: u64,
+    /// The domain, attached at a requester ID, also translates that device's
+    /// PASID-tagged requests through tables the user manages (an SMMUv3
+    /// nested domain whose guest CD table has substreams): the guest owns
+    /// the device's PASIDs, so faults carrying a PASID with no attachment of
+    /// its own go to this domain, and the core attaches nothing else at a
+    /// PASID of that device meanwhile.
+    pub user_pasids: bool,
+    /// Driver-private state (the validated user configuration of a nested
+    /// domain, for instance), handed back in every [`DomainDesc`].
+    pub private: P,
+}
+
+impl<P> DomainHw<P> {
+    /// A domain cached under `tag`, with a table of `format` (paging) or none.
+    pub fn new(tag: u32, format: Option<PagingFormat>, private: P) -> Self {
+        DomainHw {
+            tag,
+            format,
+            user_pasids: false,
+            private,
+        }
+    }
 }
 
 /// Which domain, as handed to a driver's attach / detach.
 #[derive(Clone, Copy, Debug)]
-pub enum DomainDesc<'a> {
+pub enum DomainDesc<'a, P> {
     /// DMA is refused.
     Blocked,
     /// DMA addresses are physical addresses.
@@ -109,7 +133,7 @@ pub enum DomainDesc<'a> {
     /// An I/O page table.
     Paging {
         /// The driver's state for it.
-        hw: &'a DomainHw,
+        hw: &'a DomainHw<P>,
         /// Physical address of the table root.
         root: u64,
         /// Options it was allocated with.
@@ -118,40 +142,34 @@ pub enum DomainDesc<'a> {
     /// A CPU page table.
     Sva {
         /// The driver's state for it.
-        hw: &'a DomainHw,
+        hw: &'a DomainHw<P>,
         /// The address space.
         space: &'a AddressSpace,
     },
-    /// A user stage-1 on a paging parent.
+    /// A user stage 1 on a paging parent (its configuration is in
+    /// `hw.private`).
     Nested {
         /// The driver's state for it.
-        hw: &'a DomainHw,
-        /// Validated user configuration.
-        config: &'a NestedConfig,
+        hw: &'a DomainHw<P>,
         /// The parent's driver state.
-        parent_hw: &'a DomainHw,
+        parent_hw: &'a DomainHw<P>,
         /// Physical address of the parent's table root.
         parent_root: u64,
     },
 }
 
-/// Which layout [`HwInfo::regs`] follows (iommufd's `iommu_hw_info_type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HwInfoType {
-    /// VT-d: `regs[0]` = CAP_REG, `regs[1]` = ECAP_REG.
-    Vtd,
-    /// SMMUv3: `regs[0..6]` = IDR0..IDR5, `regs[6]` = IIDR, `regs[7]` = AIDR.
-    SmmuV3,
-    /// Anything else (a test driver): layout is the driver's.
-    Other,
-}
+/// `IOMMU_HW_INFO_TYPE_NONE`: [`HwInfo::ty`] of a driver whose registers
+/// follow no published layout (a test driver). Each driver names its own
+/// type number beside its formats.
+pub const HW_INFO_TYPE_NONE: u32 = 0;
 
 /// Raw capability registers of an instance, for a user deciding what nested
 /// configuration it may ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HwInfo {
-    /// Layout.
-    pub ty: HwInfoType,
+    /// Which layout `regs` follows (iommufd's `enum iommu_hw_info_type`,
+    /// numbered by the driver).
+    pub ty: u32,
     /// Register values; `len` of them are meaningful.
     pub regs: [u64; 8],
     /// Number of meaningful values.
@@ -170,6 +188,10 @@ pub struct HwInfo {
 /// the old domain is invalidated too. If `attach` fails, the device still
 /// translates through the old domain.
 pub trait IommuDriver: TagInvalidate + FaultResponder {
+    /// What the driver keeps for each domain besides its tag and format
+    /// (handed back in [`DomainHw::private`]).
+    type DomainData;
+
     /// Read the instance's identification and capabilities and check it can
     /// be driven; returns its raw capability registers.
     fn probe(&mut self, instance: u16) -> Result<HwInfo, Error>;
@@ -180,20 +202,16 @@ pub trait IommuDriver: TagInvalidate + FaultResponder {
     /// The raw capability registers (as `probe` returned them).
     fn hw_info(&self, instance: u16) -> Result<HwInfo, Error>;
 
-    /// Which nested user data the instance accepts, with its limits; `None`
-    /// when it cannot nest.
-    fn nested_caps(&self, instance: u16) -> Option<NestedCaps>;
-
     /// Allocate the hardware side of a domain for `dev` (tag, format).
     /// `Incompatible` / `Unsupported` when the request cannot be served.
     fn domain_alloc(
         &mut self,
         dev: &DeviceInfo,
-        req: &DomainRequest<'_>,
-    ) -> Result<DomainHw, Error>;
+        req: &DomainRequest<'_, Self::DomainData>,
+    ) -> Result<DomainHw<Self::DomainData>, Error>;
 
     /// Give back what `domain_alloc` took (the domain is attached nowhere).
-    fn domain_free(&mut self, instance: u16, hw: &DomainHw);
+    fn domain_free(&mut self, instance: u16, hw: &DomainHw<Self::DomainData>);
 
     /// Make `dev` (at `pasid`, or its requester ID when `None`) translate
     /// through `new` instead of `old`, in one step. `Incompatible` when `new`
@@ -202,8 +220,8 @@ pub trait IommuDriver: TagInvalidate + FaultResponder {
         &mut self,
         dev: &DeviceInfo,
         pasid: Option<u32>,
-        new: &DomainDesc<'_>,
-        old: &DomainDesc<'_>,
+        new: &DomainDesc<'_, Self::DomainData>,
+        old: &DomainDesc<'_, Self::DomainData>,
     ) -> Result<(), Error>;
 
     /// Remove whatever is attached at `pasid` of `dev` (`old`), leaving the
@@ -212,14 +230,24 @@ pub trait IommuDriver: TagInvalidate + FaultResponder {
         &mut self,
         dev: &DeviceInfo,
         pasid: u32,
-        old: &DomainDesc<'_>,
+        old: &DomainDesc<'_, Self::DomainData>,
     ) -> Result<(), Error>;
 
-    /// Queue one validated user invalidation for a nested domain (the core
-    /// calls [`TagInvalidate::wait`] after the batch). SMMUv3 commands that
-    /// name a device carry its real StreamID: the core translated the guest's
-    /// virtual ID. The driver fills in the VMID of the nested domain's parent.
-    fn invalidate_user(&mut self, domain: &DomainDesc<'_>, inv: &UserInv) -> Result<(), Error>;
+    /// Validate and queue a user invalidation array for a nested domain, in
+    /// order, up to the first entry that is malformed (in the driver's format
+    /// for `array.data_type`) or fails; the outcome says how many were
+    /// handled and why the first bad one stopped. The core waits
+    /// ([`TagInvalidate::wait`]) once after the batch. Commands that name a
+    /// device name it by the guest's virtual ID, resolved through `ids` (an
+    /// ID the guest does not have is refused, so a guest reaches only its own
+    /// devices); the driver fills in what the host owns (the parent's VMID,
+    /// the nested domain's DID).
+    fn invalidate_user(
+        &mut self,
+        domain: &DomainDesc<'_, Self::DomainData>,
+        array: &UserArray<'_>,
+        ids: &dyn VirtualIds,
+    ) -> InvalidateOutcome;
 
     /// Move pending fault records of `instance` into `out`, decoded; returns
     /// how many. The core calls again while `out` comes back full.

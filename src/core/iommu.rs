@@ -12,11 +12,11 @@ use super::driver::{
     PagingFormat,
 };
 use super::iopf::{Fault, FaultKind, FaultQueue, FaultResponder, Response};
-use super::nested::{self, InvalidateOutcome, NestedConfig, NestedDataType, SmmuV3Inv, UserInv};
 use super::pasid::{Pasid, PasidAllocator};
 use super::slots::{self, Slot};
 use super::sva::{AddressSpace, BondId, SpaceId};
 use super::tags::{self, CacheTag, CacheTags, TagKind};
+use super::user::{InvalidateOutcome, UserArray, UserData, VirtualIds};
 
 /// Cache tags one domain can carry (distinct (instance, tag, PASID, device,
 /// kind) tuples).
@@ -158,23 +158,14 @@ impl<H: Hal> Table<H> {
 }
 
 enum Data<H: Hal> {
-    Paging {
-        table: Table<H>,
-        flags: PagingFlags,
-    },
-    Sva {
-        space: SpaceId,
-        desc: AddressSpace,
-    },
-    Nested {
-        parent: DomainId,
-        config: NestedConfig,
-    },
+    Paging { table: Table<H>, flags: PagingFlags },
+    Sva { space: SpaceId, desc: AddressSpace },
+    Nested { parent: DomainId },
 }
 
-struct Domain<H: Hal> {
+struct Domain<H: Hal, P> {
     instance: u16,
-    hw: DomainHw,
+    hw: DomainHw<P>,
     data: Data<H>,
     tags: CacheTags<TAGS_PER_DOMAIN>,
     /// Attachments (RID or PASID) using it.
@@ -270,7 +261,7 @@ pub struct Iommu<
     instances: Vec<u16, INSTANCES>,
     pasids: PasidAllocator,
     devices: Vec<Device, DEVICES>,
-    slots: [Slot<Domain<H>>; DOMAINS],
+    slots: [Slot<Domain<H, D::DomainData>>; DOMAINS],
     spaces: [Slot<SpaceState>; SPACES],
     bonds: [Slot<Bond>; BONDS],
     faults: FaultQueue<FAULTS>,
@@ -279,22 +270,25 @@ pub struct Iommu<
     dropped_events: u64,
 }
 
-type Domains<H> = [Slot<Domain<H>>];
+type Domains<H, P> = [Slot<Domain<H, P>>];
 
-fn domain_ref<H: Hal>(slots: &Domains<H>, id: DomainId) -> Result<&Domain<H>, Error> {
+fn domain_ref<H: Hal, P>(slots: &Domains<H, P>, id: DomainId) -> Result<&Domain<H, P>, Error> {
     slots::get(slots, id)
 }
 
-fn domain_mut<H: Hal>(slots: &mut Domains<H>, id: DomainId) -> Result<&mut Domain<H>, Error> {
+fn domain_mut<H: Hal, P>(
+    slots: &mut Domains<H, P>,
+    id: DomainId,
+) -> Result<&mut Domain<H, P>, Error> {
     slots::get_mut(slots, id)
 }
 
 /// `parent`, checked to be a nest-parent paging domain of `instance`.
-fn nest_parent<H: Hal>(
-    slots: &Domains<H>,
+fn nest_parent<H: Hal, P>(
+    slots: &Domains<H, P>,
     parent: DomainId,
     instance: u16,
-) -> Result<&Domain<H>, Error> {
+) -> Result<&Domain<H, P>, Error> {
     let not_parent = Error::Incompatible {
         what: "parent is not a nest-parent paging domain",
     };
@@ -314,7 +308,7 @@ fn nest_parent<H: Hal>(
 }
 
 /// The driver's view of a domain.
-fn describe<H: Hal>(slots: &Domains<H>, id: DomainId) -> Result<DomainDesc<'_>, Error> {
+fn describe<H: Hal, P>(slots: &Domains<H, P>, id: DomainId) -> Result<DomainDesc<'_, P>, Error> {
     if id == DomainId::BLOCKED {
         return Ok(DomainDesc::Blocked);
     }
@@ -332,7 +326,7 @@ fn describe<H: Hal>(slots: &Domains<H>, id: DomainId) -> Result<DomainDesc<'_>, 
             hw: &d.hw,
             space: desc,
         },
-        Data::Nested { parent, config } => {
+        Data::Nested { parent } => {
             let p = domain_ref(slots, *parent)?;
             let Data::Paging { table, .. } = &p.data else {
                 return Err(Error::NotFound {
@@ -341,7 +335,6 @@ fn describe<H: Hal>(slots: &Domains<H>, id: DomainId) -> Result<DomainDesc<'_>, 
             };
             DomainDesc::Nested {
                 hw: &d.hw,
-                config,
                 parent_hw: &p.hw,
                 parent_root: table.root(),
             }
@@ -354,8 +347,8 @@ fn describe<H: Hal>(slots: &Domains<H>, id: DomainId) -> Result<DomainDesc<'_>, 
 /// domain also its parent, whose unmaps reach the nested translations.
 type TagList = Vec<(DomainId, CacheTag), 4>;
 
-fn tags_for<H: Hal>(
-    slots: &Domains<H>,
+fn tags_for<H: Hal, P>(
+    slots: &Domains<H, P>,
     id: DomainId,
     info: &DeviceInfo,
     pasid: Option<u32>,
@@ -386,7 +379,7 @@ fn tags_for<H: Hal>(
     Ok(list)
 }
 
-fn add_tags<H: Hal>(slots: &mut Domains<H>, list: &TagList) -> Result<(), Error> {
+fn add_tags<H: Hal, P>(slots: &mut Domains<H, P>, list: &TagList) -> Result<(), Error> {
     for (i, (id, tag)) in list.iter().enumerate() {
         let r = domain_mut(slots, *id).and_then(|d| d.tags.add(*tag));
         if let Err(e) = r {
@@ -397,7 +390,7 @@ fn add_tags<H: Hal>(slots: &mut Domains<H>, list: &TagList) -> Result<(), Error>
     Ok(())
 }
 
-fn remove_tags<H: Hal>(slots: &mut Domains<H>, list: &[(DomainId, CacheTag)]) {
+fn remove_tags<H: Hal, P>(slots: &mut Domains<H, P>, list: &[(DomainId, CacheTag)]) {
     for (id, tag) in list {
         if let Ok(d) = domain_mut(slots, *id) {
             // Recorded by the matching add: cannot be missing.
@@ -406,7 +399,7 @@ fn remove_tags<H: Hal>(slots: &mut Domains<H>, list: &[(DomainId, CacheTag)]) {
     }
 }
 
-fn count_attach<H: Hal>(slots: &mut Domains<H>, id: DomainId, up: bool) {
+fn count_attach<H: Hal, P>(slots: &mut Domains<H, P>, id: DomainId, up: bool) {
     if let Ok(d) = domain_mut(slots, id) {
         if up {
             d.attached += 1;
@@ -603,7 +596,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         slots::vacant(&self.slots, "domain slots")
     }
 
-    fn install(&mut self, index: usize, domain: Domain<H>) -> DomainId {
+    fn install(&mut self, index: usize, domain: Domain<H, D::DomainData>) -> DomainId {
         slots::fill(&mut self.slots, index, domain)
     }
 
@@ -644,31 +637,27 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     }
 
     /// Allocate a nested domain on `parent` (a paging domain allocated with
-    /// [`PagingFlags::NEST_PARENT`]) from untrusted user data of type `ty`.
-    /// Every field is validated against the instance's nesting capabilities
-    /// before the driver sees it.
+    /// [`PagingFlags::NEST_PARENT`]) from untrusted user data in the
+    /// driver's format `data_type`. The driver validates every field against
+    /// the instance's nesting capabilities; the core never reads the bytes.
     pub fn alloc_nested(
         &mut self,
         dev: DeviceId,
         parent: DomainId,
-        ty: NestedDataType,
+        data_type: u32,
         data: &[u8],
     ) -> Result<DomainId, Error> {
         let info = self.device(dev)?;
         let p = nest_parent(&self.slots, parent, info.dev.instance)?;
-        let caps = self
-            .driver
-            .nested_caps(info.dev.instance)
-            .ok_or(Error::Unsupported {
-                what: "nested translation",
-            })?;
-        let config = nested::parse_nested(ty, data, &caps)?;
         let index = self.free_slot()?;
         let hw = self.driver.domain_alloc(
             &info,
             &DomainRequest::Nested {
                 parent: &p.hw,
-                config: &config,
+                data: UserData {
+                    data_type,
+                    bytes: data,
+                },
             },
         )?;
         let id = self.install(
@@ -676,7 +665,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             Domain {
                 instance: info.dev.instance,
                 hw,
-                data: Data::Nested { parent, config },
+                data: Data::Nested { parent },
                 tags: CacheTags::new(),
                 attached: 0,
                 children: 0,
@@ -785,8 +774,8 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     }
 
     /// The driver's state of a domain.
-    pub fn domain_hw(&self, id: DomainId) -> Result<DomainHw, Error> {
-        Ok(domain_ref(&self.slots, id)?.hw)
+    pub fn domain_hw(&self, id: DomainId) -> Result<&DomainHw<D::DomainData>, Error> {
+        Ok(&domain_ref(&self.slots, id)?.hw)
     }
 
     /// The IOMMU instance a domain belongs to.
@@ -1315,15 +1304,17 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     }
 
     /// Apply an array of untrusted user invalidations (`count` entries of
-    /// `entry_len` bytes, of type `ty`) to a nested domain. Entries are
-    /// validated and queued in order up to the first bad one, then waited
-    /// for once. The outcome says how many were handled and the index of the
-    /// first bad entry; if the final wait fails, its error is reported at
-    /// index `handled`.
+    /// `entry_len` bytes, in the driver's format `data_type`) to a nested
+    /// domain. The driver validates and queues the entries in order up to
+    /// the first bad one, resolving device IDs through the virtual IDs given
+    /// under the domain's parent (see [`set_virtual_id`](Self::set_virtual_id));
+    /// the core then waits once. The outcome says how many were handled and
+    /// the index of the first bad entry; if the final wait fails, its error
+    /// is reported at index `handled`.
     pub fn invalidate_user(
         &mut self,
         id: DomainId,
-        ty: NestedDataType,
+        data_type: u32,
         data: &[u8],
         entry_len: usize,
         count: usize,
@@ -1335,35 +1326,22 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             return Err(not_nested);
         }
         let d = domain_ref(&self.slots, id)?;
-        let (instance, Data::Nested { parent, .. }) = (d.instance, &d.data) else {
+        let (instance, Data::Nested { parent }) = (d.instance, &d.data) else {
             return Err(not_nested);
         };
-        let parent = *parent;
+        let guest = GuestIds {
+            devices: &self.devices,
+            instance,
+            parent: *parent,
+        };
         let desc = describe(&self.slots, id)?;
-        let driver = &mut self.driver;
-        let devices = &self.devices;
-        let mut outcome =
-            nested::for_each_user_invalidation(ty, data, entry_len, count, |_, mut inv| {
-                // Commands naming a device name it by its virtual ID: only
-                // devices given one under this domain's parent (the same
-                // guest) can be reached, and the driver gets the real ID.
-                if let UserInv::SmmuV3(
-                    SmmuV3Inv::AtcInv { sid, .. }
-                    | SmmuV3Inv::CfgiCd { sid, .. }
-                    | SmmuV3Inv::CfgiCdAll { sid },
-                ) = &mut inv
-                {
-                    let real = devices
-                        .iter()
-                        .find(|d| d.info.dev.instance == instance && d.virt == Some((parent, *sid)))
-                        .ok_or(Error::InvalidField {
-                            field: "cmd[0].SID",
-                            value: *sid as u64,
-                        })?;
-                    *sid = real.info.dev.id;
-                }
-                driver.invalidate_user(&desc, &inv)
-            });
+        let array = UserArray {
+            data_type,
+            data,
+            entry_len,
+            count,
+        };
+        let mut outcome = self.driver.invalidate_user(&desc, &array, &guest);
         if outcome.handled > 0 {
             if let Err(e) = self.driver.wait(instance) {
                 if outcome.error.is_none() {
@@ -1566,5 +1544,24 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         o.pending[i].answer(&mut self.driver, response)?;
         self.object_mut(id)?.pending.remove(i);
         Ok(())
+    }
+}
+
+/// The virtual IDs of one guest: devices of `instance` given an ID under the
+/// nest parent `parent`.
+struct GuestIds<'a> {
+    devices: &'a [Device],
+    instance: u16,
+    parent: DomainId,
+}
+
+impl VirtualIds for GuestIds<'_> {
+    fn resolve(&self, virtual_id: u32) -> Option<u32> {
+        self.devices
+            .iter()
+            .find(|d| {
+                d.info.dev.instance == self.instance && d.virt == Some((self.parent, virtual_id))
+            })
+            .map(|d| d.info.dev.id)
     }
 }

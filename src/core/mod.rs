@@ -6,24 +6,25 @@
 //! global PASID allocator ([`pasid`]), cache tags with batched invalidation
 //! ([`tags`]), SVA bonds ([`sva`]), and I/O page-fault grouping and routing
 //! ([`iopf`]) to each domain's handler or fault object. Nested user data and
-//! user invalidation arrays are validated in [`nested`].
+//! user invalidation arrays go to the driver as bytes with their type tag
+//! ([`user`]): each driver owns and validates its formats.
 
 pub mod driver;
 pub mod iommu;
 pub mod iopf;
-pub mod nested;
 pub mod pasid;
 mod slots;
 pub mod sva;
 pub mod tags;
+pub mod user;
 
 pub use driver::{
-    DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, HwInfo, HwInfoType, IommuDriver,
-    PagingFlags, PagingFormat,
+    DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, HW_INFO_TYPE_NONE, HwInfo,
+    IommuDriver, PagingFlags, PagingFormat,
 };
 pub use iommu::{DomainId, DomainKind, FaultHandler, FaultObjectId, FaultTarget, Iommu, UserFault};
 pub use iopf::{Access, Fault, FaultKind, FaultQueue, FaultResponder, Response};
-pub use nested::{NestedCaps, NestedConfig, NestedDataType, UserInv};
 pub use pasid::{Pasid, PasidAllocator};
 pub use sva::{AddressSpace, BondId, CpuFormat, SpaceId};
 pub use tags::{CacheTag, CacheTags, TagInvalidate, TagKind};
+pub use user::{InvalidateOutcome, UserArray, UserData, VirtualIds};

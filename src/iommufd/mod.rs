@@ -7,8 +7,9 @@
 //! - [`alloc_hwpt_paging`]: a paging domain on an IOAS (flags: nest parent,
 //!   dirty tracking).
 //! - [`alloc_hwpt_nested`]: a user stage-1 on a nest-parent HWPT, from
-//!   untrusted user data validated field by field
-//!   ([`crate::core::nested`]); [`invalidate_user`] applies a user array of
+//!   untrusted user data the driver validates field by field (the bytes go to
+//!   it with their type tag, [`crate::core::user`]); [`invalidate_user`]
+//!   applies a user array of
 //!   cache invalidations and reports how many were handled and the first bad
 //!   one.
 //! - [`hw_info`]: the raw capability registers of a device's IOMMU.
@@ -21,7 +22,7 @@
 
 use heapless::Vec;
 
-use crate::core::nested::{InvalidateOutcome, NestedDataType};
+use crate::core::user::InvalidateOutcome;
 use crate::core::{DeviceId, DomainId, DomainKind, HwInfo, Iommu, IommuDriver, PagingFlags};
 use crate::error::Error;
 use crate::hal::{Hal, PAGE_SIZE};
@@ -479,15 +480,16 @@ pub fn free_hwpt_paging<
 }
 
 /// Allocate a nested HWPT on `parent` (a paging HWPT allocated with
-/// [`PagingFlags::NEST_PARENT`]) from untrusted user data of type `ty`.
+/// [`PagingFlags::NEST_PARENT`]) from untrusted user data in the driver's
+/// format `data_type` (iommufd's `enum iommu_hwpt_data_type`).
 pub fn alloc_hwpt_nested<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
     core: &mut Iommu<D, H, DO, DE>,
     dev: DeviceId,
     parent: DomainId,
-    ty: NestedDataType,
+    data_type: u32,
     data: &[u8],
 ) -> Result<DomainId, Error> {
-    core.alloc_nested(dev, parent, ty, data)
+    core.alloc_nested(dev, parent, data_type, data)
 }
 
 /// Apply a user invalidation array to a nested HWPT (see
@@ -495,12 +497,12 @@ pub fn alloc_hwpt_nested<D: IommuDriver, H: Hal + Clone, const DO: usize, const 
 pub fn invalidate_user<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
     core: &mut Iommu<D, H, DO, DE>,
     hwpt: DomainId,
-    ty: NestedDataType,
+    data_type: u32,
     data: &[u8],
     entry_len: usize,
     count: usize,
 ) -> Result<InvalidateOutcome, Error> {
-    core.invalidate_user(hwpt, ty, data, entry_len, count)
+    core.invalidate_user(hwpt, data_type, data, entry_len, count)
 }
 
 /// The raw capability registers of the IOMMU translating `dev`.

@@ -5,15 +5,62 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use iommu::Error;
-use iommu::core::nested::{NestedCaps, UserInv, VtdS1Caps};
 use iommu::core::{
     CacheTag, DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault, FaultResponder,
-    HwInfo, HwInfoType, Iommu, IommuDriver, PagingFormat, Response, TagInvalidate,
+    HW_INFO_TYPE_NONE, HwInfo, InvalidateOutcome, Iommu, IommuDriver, PagingFormat, Response,
+    TagInvalidate, UserArray, UserData, VirtualIds,
+};
+use iommu::drivers::smmuv3::user::{
+    self as smmu_user, HWPT_DATA_ARM_SMMUV3, INVALIDATE_DATA_ARM_SMMUV3, SmmuV3Inv, SmmuV3Ste,
+    SmmuV3SteCaps,
 };
 use iommu::drivers::vtd::regs::LargePages;
+use iommu::drivers::vtd::user::{
+    self as vtd_user, HWPT_DATA_VTD_S1, INVALIDATE_DATA_VTD_S1, VtdS1, VtdS1Caps, VtdS1Inv,
+};
 use iommu::pgtable::VtdSl;
 
 use super::TestHal;
+
+/// Allocation data type of a VT-d stage 1 (`IOMMU_HWPT_DATA_VTD_S1`).
+pub const VTD_S1: u32 = HWPT_DATA_VTD_S1;
+/// Invalidation data type of VT-d stage-1 ranges.
+pub const VTD_INV: u32 = INVALIDATE_DATA_VTD_S1;
+/// Allocation data type of an SMMUv3 virtual STE.
+pub const SMMU_STE: u32 = HWPT_DATA_ARM_SMMUV3;
+/// Invalidation data type of SMMUv3 commands.
+pub const SMMU_CMD: u32 = INVALIDATE_DATA_ARM_SMMUV3;
+
+/// Which nesting the mock offers, with the driver's own limits: the mock
+/// validates user data with the real drivers' parsers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NestedCaps {
+    VtdS1(VtdS1Caps),
+    SmmuV3(SmmuV3SteCaps),
+}
+
+/// A validated nested configuration, as the mock keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NestedConfig {
+    VtdS1(VtdS1),
+    SmmuV3Ste(SmmuV3Ste),
+}
+
+/// One validated user invalidation, as the mock received it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UserInv {
+    Vtd(VtdS1Inv),
+    SmmuV3(SmmuV3Inv),
+}
+
+/// What the mock keeps per domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MockDomain {
+    /// A value derived from the tag, to check the core hands it back.
+    pub private: u64,
+    /// A nested domain's configuration.
+    pub nested: Option<NestedConfig>,
+}
 
 /// A domain as the mock saw it in an attach / detach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +83,7 @@ pub enum Seen {
 }
 
 impl Seen {
-    pub fn of(d: &DomainDesc<'_>) -> Self {
+    pub fn of(d: &DomainDesc<'_, MockDomain>) -> Self {
         match *d {
             DomainDesc::Blocked => Seen::Blocked,
             DomainDesc::Identity => Seen::Identity,
@@ -318,6 +365,8 @@ impl FaultResponder for Mock<'_> {
 }
 
 impl IommuDriver for Mock<'_> {
+    type DomainData = MockDomain;
+
     fn probe(&mut self, instance: u16) -> Result<HwInfo, Error> {
         self.known(instance)?;
         self.calls.push(Call::Probe(instance));
@@ -336,24 +385,24 @@ impl IommuDriver for Mock<'_> {
         regs[0] = 0x1000 + instance as u64;
         regs[1] = 0xabcd;
         Ok(HwInfo {
-            ty: HwInfoType::Other,
+            ty: HW_INFO_TYPE_NONE,
             regs,
             len: 2,
         })
     }
 
-    fn nested_caps(&self, instance: u16) -> Option<NestedCaps> {
-        self.known(instance).ok()?;
-        self.nested
-    }
-
     fn domain_alloc(
         &mut self,
         dev: &DeviceInfo,
-        req: &DomainRequest<'_>,
-    ) -> Result<DomainHw, Error> {
+        req: &DomainRequest<'_, MockDomain>,
+    ) -> Result<DomainHw<MockDomain>, Error> {
         let instance = dev.dev.instance;
         self.known(instance)?;
+        // What a real driver checks before it takes anything.
+        let nested = match req {
+            DomainRequest::Nested { data, .. } => Some(self.parse_nested(data)?),
+            _ => None,
+        };
         self.allocs += 1;
         if self.fail_alloc_at == Some(self.allocs) {
             return Err(Error::NoMemory);
@@ -372,14 +421,19 @@ impl IommuDriver for Mock<'_> {
             tag,
         });
         self.live.insert((instance, tag));
-        Ok(DomainHw {
+        let mut hw = DomainHw::new(
             tag,
             format,
-            private: tag as u64 * 10,
-        })
+            MockDomain {
+                private: tag as u64 * 10,
+                nested,
+            },
+        );
+        hw.user_pasids = matches!(nested, Some(NestedConfig::SmmuV3Ste(s)) if s.has_substreams());
+        Ok(hw)
     }
 
-    fn domain_free(&mut self, instance: u16, hw: &DomainHw) {
+    fn domain_free(&mut self, instance: u16, hw: &DomainHw<MockDomain>) {
         self.calls.push(Call::Free {
             instance,
             tag: hw.tag,
@@ -395,8 +449,8 @@ impl IommuDriver for Mock<'_> {
         &mut self,
         dev: &DeviceInfo,
         pasid: Option<u32>,
-        new: &DomainDesc<'_>,
-        old: &DomainDesc<'_>,
+        new: &DomainDesc<'_, MockDomain>,
+        old: &DomainDesc<'_, MockDomain>,
     ) -> Result<(), Error> {
         let instance = dev.dev.instance;
         self.known(instance)?;
@@ -427,7 +481,7 @@ impl IommuDriver for Mock<'_> {
         &mut self,
         dev: &DeviceInfo,
         pasid: u32,
-        old: &DomainDesc<'_>,
+        old: &DomainDesc<'_, MockDomain>,
     ) -> Result<(), Error> {
         let instance = dev.dev.instance;
         self.known(instance)?;
@@ -451,21 +505,38 @@ impl IommuDriver for Mock<'_> {
         Ok(())
     }
 
-    fn invalidate_user(&mut self, domain: &DomainDesc<'_>, inv: &UserInv) -> Result<(), Error> {
+    fn invalidate_user(
+        &mut self,
+        domain: &DomainDesc<'_, MockDomain>,
+        array: &UserArray<'_>,
+        ids: &dyn VirtualIds,
+    ) -> InvalidateOutcome {
         let seen = Seen::of(domain);
         let Seen::Nested { tag, .. } = seen else {
             panic!("user invalidation for a non-nested domain: {seen:?}");
         };
-        self.calls.push(Call::InvalidateUser { tag, inv: *inv });
-        let index = self.user_invs;
-        self.user_invs += 1;
-        if self.fail_user_inv_at == Some(index) {
-            return Err(Error::Hardware {
-                register: "mock CMDQ_CONS.ERR",
-                value: 2,
-            });
+        let fail_at = self.fail_user_inv_at;
+        let queue = |calls: &mut Vec<Call>, index: &mut usize, inv: UserInv| {
+            calls.push(Call::InvalidateUser { tag, inv });
+            let i = *index;
+            *index += 1;
+            if fail_at == Some(i) {
+                return Err(Error::Hardware {
+                    register: "mock CMDQ_CONS.ERR",
+                    value: 2,
+                });
+            }
+            Ok(())
+        };
+        let (calls, index) = (&mut self.calls, &mut self.user_invs);
+        match self.nested {
+            Some(NestedCaps::SmmuV3(_)) => smmu_user::for_each_command(array, ids, |inv| {
+                queue(calls, index, UserInv::SmmuV3(inv))
+            }),
+            _ => {
+                vtd_user::for_each_invalidation(array, |inv| queue(calls, index, UserInv::Vtd(inv)))
+            }
         }
-        Ok(())
     }
 
     fn drain_faults(&mut self, instance: u16, out: &mut [Fault]) -> Result<usize, Error> {
@@ -483,6 +554,27 @@ impl IommuDriver for Mock<'_> {
 
     fn flush_on_map(&self, _instance: u16) -> bool {
         self.flush_on_map
+    }
+}
+
+impl Mock<'_> {
+    /// Validate nested user data as the driver of the offered nesting would.
+    fn parse_nested(&self, data: &UserData<'_>) -> Result<NestedConfig, Error> {
+        match (self.nested, data.data_type) {
+            (None, _) => Err(Error::Unsupported {
+                what: "nested translation",
+            }),
+            (Some(NestedCaps::VtdS1(c)), HWPT_DATA_VTD_S1) => {
+                VtdS1::parse(data.bytes, &c).map(NestedConfig::VtdS1)
+            }
+            (Some(NestedCaps::SmmuV3(c)), HWPT_DATA_ARM_SMMUV3) => {
+                SmmuV3Ste::parse(data.bytes, &c).map(NestedConfig::SmmuV3Ste)
+            }
+            (Some(_), t) => Err(Error::InvalidField {
+                field: "data_type",
+                value: t.into(),
+            }),
+        }
     }
 }
 

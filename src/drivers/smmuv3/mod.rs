@@ -1,6 +1,9 @@
 //! Arm System MMU version 3.
 
+pub mod cmd;
 pub mod regs;
+pub mod ste;
+pub mod user;
 
 use core::ptr::NonNull;
 

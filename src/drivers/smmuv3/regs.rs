@@ -621,10 +621,10 @@ pub struct Identity {
 
 impl Identity {
     /// What this SMMU offers a guest's virtual STE for nesting (the limits
-    /// [`crate::core::nested::SmmuV3Ste::parse`] checks user data against),
+    /// [`super::user::SmmuV3Ste::parse`] checks user data against),
     /// with its OAS as the limit for the CD table pointer.
-    pub fn nested_caps(&self) -> crate::core::nested::SmmuV3SteCaps {
-        crate::core::nested::SmmuV3SteCaps {
+    pub fn nested_caps(&self) -> super::user::SmmuV3SteCaps {
+        super::user::SmmuV3SteCaps {
             ssid_bits: u32::from(self.idr1.ssid_bits),
             oas_bits: u32::from(self.idr5.oas_bits),
             two_level_cd: self.idr0.cd2l,

@@ -1,6 +1,7 @@
 //! Intel VT-d (Virtualization Technology for Directed I/O).
 
 pub mod regs;
+pub mod user;
 
 use core::ptr::NonNull;
 

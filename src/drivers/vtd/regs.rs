@@ -508,10 +508,10 @@ pub struct Identity {
 impl Identity {
     /// What this unit offers a guest's stage-1 table nested on a parent
     /// whose input addresses are `max_pa_bits` wide (the limits
-    /// [`crate::core::nested::VtdS1::parse`] checks user data against).
-    pub fn nested_caps(&self, max_pa_bits: u32) -> crate::core::nested::VtdS1Caps {
+    /// [`super::user::VtdS1::parse`] checks user data against).
+    pub fn nested_caps(&self, max_pa_bits: u32) -> super::user::VtdS1Caps {
         let ecap = LocalRegisterCopy::<u64, ECAP::Register>::new(self.ecap.raw);
-        crate::core::nested::VtdS1Caps {
+        super::user::VtdS1Caps {
             five_level: self.cap.fl_5level,
             max_pa_bits,
             sre: self.ecap.supervisor_requests,

@@ -1,17 +1,45 @@
-//! Nested user data and user invalidation arrays: good and bad encodings,
-//! and property tests over arbitrary bytes.
+//! The drivers' nested user data and user invalidation arrays (VT-d
+//! `drivers::vtd::user`, SMMUv3 `drivers::smmuv3::user`): good and bad
+//! encodings, and property tests over arbitrary bytes.
 //!
 //! Bit positions are written out here from the specifications (Linux
 //! iommufd uAPI, SMMUv3 STE and command layouts), independently of the
 //! library's own constants.
 
 use iommu::Error;
-use iommu::core::nested::{
-    CdTableFormat, InvalidateOutcome, NestedCaps, NestedConfig, NestedDataType, S1Dss, SmmuV3Inv,
-    SmmuV3Ste, SmmuV3SteCaps, SteConfig, UserInv, VtdS1, VtdS1Caps, VtdS1Flags, VtdS1Inv,
-    for_each_user_invalidation, parse_nested,
+use iommu::core::{InvalidateOutcome, UserArray, VirtualIds};
+use iommu::drivers::smmuv3::user::{
+    self as smmu_user, CdTableFormat, HWPT_DATA_ARM_SMMUV3, INVALIDATE_DATA_ARM_SMMUV3, S1Dss,
+    SmmuV3Inv, SmmuV3Ste, SmmuV3SteCaps, SteConfig, TlbiRange,
+};
+use iommu::drivers::vtd::user::{
+    self as vtd_user, HWPT_DATA_VTD_S1, INVALIDATE_DATA_VTD_S1, VtdS1, VtdS1Caps, VtdS1Flags,
+    VtdS1Inv,
 };
 use proptest::prelude::*;
+
+/// Which driver's invalidation format an array is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ty {
+    VtdS1,
+    SmmuV3,
+}
+
+/// One validated entry, of either driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UserInv {
+    Vtd(VtdS1Inv),
+    SmmuV3(SmmuV3Inv),
+}
+
+/// Virtual IDs as the identity: every StreamID resolves to itself.
+struct SameIds;
+
+impl VirtualIds for SameIds {
+    fn resolve(&self, virtual_id: u32) -> Option<u32> {
+        Some(virtual_id)
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Encoders and spec bit positions (test-local).
@@ -500,56 +528,79 @@ fn ste_bad_fields_name_themselves() {
 }
 
 #[test]
-fn parse_nested_dispatches_and_refuses_mismatched_caps() {
-    assert_eq!(NestedDataType::from_raw(1), Ok(NestedDataType::VtdS1));
-    assert_eq!(NestedDataType::from_raw(2), Ok(NestedDataType::SmmuV3));
-    assert_eq!(NestedDataType::from_raw(0), Err(inv("data_type", 0)));
-    assert_eq!(NestedDataType::from_raw(3), Err(inv("data_type", 3)));
-    assert_eq!(NestedDataType::VtdS1.raw(), 1);
-    assert_eq!(NestedDataType::SmmuV3.raw(), 2);
-    assert_eq!(
-        NestedDataType::from_raw_invalidate(0),
-        Ok(NestedDataType::VtdS1)
-    );
-    assert_eq!(
-        NestedDataType::from_raw_invalidate(1),
-        Ok(NestedDataType::SmmuV3)
-    );
-    assert_eq!(
-        NestedDataType::from_raw_invalidate(2),
-        Err(inv("data_type", 2))
-    );
-    assert_eq!(NestedDataType::VtdS1.raw_invalidate(), 0);
-    assert_eq!(NestedDataType::SmmuV3.raw_invalidate(), 1);
+fn data_types_are_iommufds_and_arrays_of_another_type_are_refused_whole() {
+    // include/uapi/linux/iommufd.h.
+    assert_eq!(HWPT_DATA_VTD_S1, 1);
+    assert_eq!(HWPT_DATA_ARM_SMMUV3, 2);
+    assert_eq!(INVALIDATE_DATA_VTD_S1, 0);
+    assert_eq!(INVALIDATE_DATA_ARM_SMMUV3, 1);
 
-    let vtd = vtd_rec(0, 0x1000, 48, 0);
-    let ste = words(V | cfg(0b100), 0);
-    let c = parse_nested(NestedDataType::VtdS1, &vtd, &NestedCaps::VtdS1(CAPS_VTD)).unwrap();
-    assert!(matches!(c, NestedConfig::VtdS1(v) if v.pgtbl_addr() == 0x1000));
-    assert_eq!(c.data_type(), NestedDataType::VtdS1);
-    let c = parse_nested(NestedDataType::SmmuV3, &ste, &NestedCaps::SmmuV3(CAPS_SMMU)).unwrap();
-    assert!(matches!(c, NestedConfig::SmmuV3Ste(s) if s.config() == SteConfig::Bypass));
-    assert_eq!(c.data_type(), NestedDataType::SmmuV3);
+    let vtd = vinv(0x1000, 1, 0, 0);
+    let cmd = words(OP_NH_ALL, 0);
+    let refused = |t: u32| InvalidateOutcome {
+        handled: 0,
+        error: Some((0, inv("data_type", t.into()))),
+    };
+    for t in [INVALIDATE_DATA_ARM_SMMUV3, 7] {
+        let a = UserArray {
+            data_type: t,
+            data: &vtd,
+            entry_len: 24,
+            count: 1,
+        };
+        assert_eq!(
+            vtd_user::for_each_invalidation(&a, |_| panic!("handed over")),
+            refused(t)
+        );
+    }
+    for t in [INVALIDATE_DATA_VTD_S1, 7] {
+        let a = UserArray {
+            data_type: t,
+            data: &cmd,
+            entry_len: 16,
+            count: 1,
+        };
+        assert_eq!(
+            smmu_user::for_each_command(&a, &SameIds, |_| panic!("handed over")),
+            refused(t)
+        );
+    }
+}
 
-    let incompatible = Err(Error::Incompatible {
-        what: "nested data type and IOMMU",
+/// A guest reaches only devices it has a virtual ID for: the StreamID of a
+/// command naming a device is resolved, and an unknown one stops the array.
+#[test]
+fn smmu_commands_naming_a_device_are_resolved_through_the_guests_ids() {
+    struct Guest;
+    impl VirtualIds for Guest {
+        fn resolve(&self, v: u32) -> Option<u32> {
+            (v == 3).then_some(0x8)
+        }
+    }
+    let mut bytes = words(OP_CFGI_CD_ALL | c_sid(3), 0);
+    bytes.extend(words(OP_NH_ALL, 0));
+    bytes.extend(words(OP_CFGI_CD_ALL | c_sid(4), 0));
+    let a = UserArray {
+        data_type: INVALIDATE_DATA_ARM_SMMUV3,
+        data: &bytes,
+        entry_len: 16,
+        count: 3,
+    };
+    let mut seen = vec![];
+    let out = smmu_user::for_each_command(&a, &Guest, |c| {
+        seen.push(c);
+        Ok(())
     });
     assert_eq!(
-        parse_nested(NestedDataType::VtdS1, &vtd, &NestedCaps::SmmuV3(CAPS_SMMU)),
-        incompatible
+        seen,
+        [SmmuV3Inv::CfgiCdAll { sid: 0x8 }, SmmuV3Inv::TlbiNhAll]
     );
     assert_eq!(
-        parse_nested(NestedDataType::SmmuV3, &ste, &NestedCaps::VtdS1(CAPS_VTD)),
-        incompatible
-    );
-    // Field errors pass through.
-    assert_eq!(
-        parse_nested(
-            NestedDataType::VtdS1,
-            &vtd_rec(0, 0x1000, 50, 0),
-            &NestedCaps::VtdS1(CAPS_VTD)
-        ),
-        Err(inv("addr_width", 50))
+        out,
+        InvalidateOutcome {
+            handled: 2,
+            error: Some((2, inv("cmd[0].SID", 4))),
+        }
     );
 }
 
@@ -631,12 +682,14 @@ fn smmu_inv_good_encodings_decode_exactly() {
             words(OP_NH_VA | c_asid(7), 0xdead_b000 | 1),
             SmmuV3Inv::TlbiNhVa {
                 asid: 7,
-                addr: 0xdead_b000,
-                leaf: true,
-                num: 0,
-                scale: 0,
-                tg: 0,
-                ttl: 0,
+                range: TlbiRange {
+                    addr: 0xdead_b000,
+                    leaf: true,
+                    num: 0,
+                    scale: 0,
+                    tg: 0,
+                    ttl: 0,
+                },
             },
         ),
         (
@@ -646,23 +699,27 @@ fn smmu_inv_good_encodings_decode_exactly() {
             ),
             SmmuV3Inv::TlbiNhVa {
                 asid: 0xffff,
-                addr: 0xffff_ffff_ffff_f000,
-                leaf: false,
-                num: 31,
-                scale: 5,
-                tg: 1,
-                ttl: 3,
+                range: TlbiRange {
+                    addr: 0xffff_ffff_ffff_f000,
+                    leaf: false,
+                    num: 31,
+                    scale: 5,
+                    tg: 1,
+                    ttl: 3,
+                },
             },
         ),
         (
             words(OP_NH_VAA | c_num(2) | c_scale(31), 0x40_0000 | c_tg(3) | 1),
             SmmuV3Inv::TlbiNhVaa {
-                addr: 0x40_0000,
-                leaf: true,
-                num: 2,
-                scale: 31,
-                tg: 3,
-                ttl: 0,
+                range: TlbiRange {
+                    addr: 0x40_0000,
+                    leaf: true,
+                    num: 2,
+                    scale: 31,
+                    tg: 3,
+                    ttl: 0,
+                },
             },
         ),
         (
@@ -792,21 +849,38 @@ fn smmu_inv_bad_fields_name_themselves() {
 }
 
 fn run(
-    ty: NestedDataType,
+    ty: Ty,
     bytes: &[u8],
     entry_len: usize,
     count: usize,
     fail_at: Option<usize>,
 ) -> (InvalidateOutcome, Vec<(usize, UserInv)>) {
     let mut seen = Vec::new();
-    let out = for_each_user_invalidation(ty, bytes, entry_len, count, |i, inv| {
+    let mut take = |inv| {
+        let i = seen.len();
         seen.push((i, inv));
         if Some(i) == fail_at {
             Err(Error::Busy { what: "test" })
         } else {
             Ok(())
         }
-    });
+    };
+    let array = |data_type| UserArray {
+        data_type,
+        data: bytes,
+        entry_len,
+        count,
+    };
+    let out = match ty {
+        Ty::VtdS1 => vtd_user::for_each_invalidation(&array(INVALIDATE_DATA_VTD_S1), |i| {
+            take(UserInv::Vtd(i))
+        }),
+        Ty::SmmuV3 => {
+            smmu_user::for_each_command(&array(INVALIDATE_DATA_ARM_SMMUV3), &SameIds, |i| {
+                take(UserInv::SmmuV3(i))
+            })
+        }
+    };
     (out, seen)
 }
 
@@ -821,7 +895,7 @@ fn invalidation_arrays_stop_at_the_first_bad_entry() {
     let bad = pad(vinv(0x1001, 1, 0, 0), 32);
     let bytes = [e0.clone(), e1.clone(), bad, e0.clone()].concat();
 
-    let (out, seen) = run(NestedDataType::VtdS1, &bytes, 32, 4, None);
+    let (out, seen) = run(Ty::VtdS1, &bytes, 32, 4, None);
     assert_eq!(out.handled, 2);
     assert_eq!(out.error, Some((2, inv("addr", 0x1001))));
     assert_eq!(
@@ -840,21 +914,21 @@ fn invalidation_arrays_stop_at_the_first_bad_entry() {
     );
 
     // The handler's error stops the walk the same way.
-    let (out, seen) = run(NestedDataType::VtdS1, &bytes, 32, 4, Some(1));
+    let (out, seen) = run(Ty::VtdS1, &bytes, 32, 4, Some(1));
     assert_eq!(out.handled, 1);
     assert_eq!(out.error, Some((1, Error::Busy { what: "test" })));
     assert_eq!(seen.len(), 2);
 
     // Fewer entries than the array holds: only those are looked at.
-    let (out, seen) = run(NestedDataType::VtdS1, &bytes, 32, 2, None);
+    let (out, seen) = run(Ty::VtdS1, &bytes, 32, 2, None);
     assert_eq!((out.handled, out.error, seen.len()), (2, None, 2));
 
     // count 0: nothing, whatever the rest says.
-    let (out, seen) = run(NestedDataType::VtdS1, &[], 0, 0, None);
+    let (out, seen) = run(Ty::VtdS1, &[], 0, 0, None);
     assert_eq!((out.handled, out.error, seen.len()), (0, None, 0));
 
     // entry_len below the format's size.
-    let (out, seen) = run(NestedDataType::SmmuV3, &bytes, 15, 1, None);
+    let (out, seen) = run(Ty::SmmuV3, &bytes, 15, 1, None);
     assert_eq!(
         out,
         InvalidateOutcome {
@@ -869,12 +943,12 @@ fn invalidation_arrays_stop_at_the_first_bad_entry() {
         }
     );
     assert!(seen.is_empty());
-    let (out, _) = run(NestedDataType::VtdS1, &bytes, 16, 1, None);
+    let (out, _) = run(Ty::VtdS1, &bytes, 16, 1, None);
     assert_eq!(out.error.map(|e| e.0), Some(0));
 
     // Bytes end inside entry 2.
     let short = [e0.clone(), e1.clone(), e0[..31].to_vec()].concat();
-    let (out, seen) = run(NestedDataType::VtdS1, &short, 32, 3, None);
+    let (out, seen) = run(Ty::VtdS1, &short, 32, 3, None);
     assert_eq!(out.handled, 2);
     assert_eq!(
         out.error,
@@ -888,7 +962,7 @@ fn invalidation_arrays_stop_at_the_first_bad_entry() {
     );
     assert_eq!(seen.len(), 2);
     // ... or before it starts.
-    let (out, _) = run(NestedDataType::VtdS1, &short[..64], 32, 3, None);
+    let (out, _) = run(Ty::VtdS1, &short[..64], 32, 3, None);
     assert_eq!(
         out.error,
         Some((
@@ -903,7 +977,7 @@ fn invalidation_arrays_stop_at_the_first_bad_entry() {
     // A nonzero byte in an entry's padding.
     let mut dirty = [e0.clone(), e1].concat();
     dirty[32 + 24] = 1;
-    let (out, _) = run(NestedDataType::VtdS1, &dirty, 32, 2, None);
+    let (out, _) = run(Ty::VtdS1, &dirty, 32, 2, None);
     assert_eq!(out.error, Some((1, inv("trailing bytes", 24))));
 
     // SMMU commands at their exact size.
@@ -913,7 +987,7 @@ fn invalidation_arrays_stop_at_the_first_bad_entry() {
         words(0x46, 0),
     ]
     .concat();
-    let (out, seen) = run(NestedDataType::SmmuV3, &cmds, 16, 3, None);
+    let (out, seen) = run(Ty::SmmuV3, &cmds, 16, 3, None);
     assert_eq!(out.handled, 2);
     assert_eq!(out.error, Some((2, inv("cmd[0].OPCODE", 0x46))));
     assert_eq!(
@@ -925,9 +999,9 @@ fn invalidation_arrays_stop_at_the_first_bad_entry() {
     );
 
     // Huge counts and lengths do not overflow.
-    let (out, _) = run(NestedDataType::SmmuV3, &cmds, usize::MAX, usize::MAX, None);
+    let (out, _) = run(Ty::SmmuV3, &cmds, usize::MAX, usize::MAX, None);
     assert_eq!(out.handled, 0);
-    let (out, _) = run(NestedDataType::SmmuV3, &cmds[..32], 16, usize::MAX, None);
+    let (out, _) = run(Ty::SmmuV3, &cmds[..32], 16, usize::MAX, None);
     assert_eq!(out.handled, 2);
     assert_eq!(out.error.map(|e| e.0), Some(2));
 }
@@ -1105,12 +1179,14 @@ fn smmu_inv_good() -> impl Strategy<Value = (Vec<u8>, SmmuV3Inv)> {
                 ),
                 SmmuV3Inv::TlbiNhVa {
                     asid,
-                    addr,
-                    leaf,
-                    num,
-                    scale,
-                    tg,
-                    ttl
+                    range: TlbiRange {
+                        addr,
+                        leaf,
+                        num,
+                        scale,
+                        tg,
+                        ttl
+                    }
                 }
             )
         ),
@@ -1120,12 +1196,14 @@ fn smmu_inv_good() -> impl Strategy<Value = (Vec<u8>, SmmuV3Inv)> {
                 addr | leaf as u64 | c_tg(tg.into()) | c_ttl(ttl.into())
             ),
             SmmuV3Inv::TlbiNhVaa {
-                addr,
-                leaf,
-                num,
-                scale,
-                tg,
-                ttl
+                range: TlbiRange {
+                    addr,
+                    leaf,
+                    num,
+                    scale,
+                    tg,
+                    ttl
+                }
             }
         )),
         (
@@ -1199,7 +1277,7 @@ proptest! {
         bytes in proptest::collection::vec(any::<u8>(), 0..64),
         vcaps in vtd_caps(),
         scaps in smmu_caps(),
-        ty in prop_oneof![Just(NestedDataType::VtdS1), Just(NestedDataType::SmmuV3)],
+        ty in prop_oneof![Just(Ty::VtdS1), Just(Ty::SmmuV3)],
         entry_len in 0usize..40,
         count in 0usize..6,
     ) {
@@ -1211,8 +1289,6 @@ proptest! {
             prop_assert!(cmd_allowed(w0 & 0xff).is_some());
             prop_assert_eq!(SmmuV3Inv::parse(&c.to_bytes()), Ok(c));
         }
-        let _ = parse_nested(ty, &bytes, &NestedCaps::VtdS1(vcaps));
-        let _ = parse_nested(ty, &bytes, &NestedCaps::SmmuV3(scaps));
         let (out, seen) = run(ty, &bytes, entry_len, count, None);
         prop_assert!(out.handled <= count);
         prop_assert_eq!(seen.len(), out.handled);
@@ -1313,7 +1389,7 @@ proptest! {
         dirty_pad in proptest::option::of((0usize..8, 1u8..=255)),
         fail_at in proptest::option::of(0usize..8),
     ) {
-        let (ty, size) = if smmu { (NestedDataType::SmmuV3, 16) } else { (NestedDataType::VtdS1, 24) };
+        let (ty, size) = if smmu { (Ty::SmmuV3, 16) } else { (Ty::VtdS1, 24) };
         let entry_len = size + pad;
         // (bytes, Some(decoded) if good)
         let mut entries: Vec<(Vec<u8>, Option<UserInv>)> = if smmu {
