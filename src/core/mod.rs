@@ -9,9 +9,13 @@
 //! user invalidation arrays go to the driver as bytes with their type tag
 //! ([`user`]): each driver owns and validates its formats.
 
+mod attach;
+mod domain;
 pub mod driver;
+mod fault;
 pub mod iommu;
 pub mod iopf;
+mod nested;
 pub mod pasid;
 mod slots;
 pub mod sva;

@@ -1,0 +1,383 @@
+//! Domains: allocation of paging domains over the page-table engine, their
+//! driver state and tables, freeing, and mapping.
+
+use crate::error::Error;
+use crate::hal::Hal;
+use crate::pgtable::{ArmS1, ArmS2, Gather, PageTable, Prot, VtdSl, X86_64};
+
+use super::driver::{
+    DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, IommuDriver, PagingFlags,
+    PagingFormat,
+};
+use super::iommu::*;
+use super::slots;
+use super::sva::SpaceId;
+use super::tags::{self, CacheTag, CacheTags};
+
+pub(super) enum Table<H: Hal> {
+    VtdSl(PageTable<VtdSl, H>),
+    X86_64(PageTable<X86_64, H>),
+    ArmS1(PageTable<ArmS1, H>),
+    ArmS2(PageTable<ArmS2, H>),
+}
+
+macro_rules! with_table {
+    ($table:expr, $t:ident => $body:expr) => {
+        match $table {
+            Table::VtdSl($t) => $body,
+            Table::X86_64($t) => $body,
+            Table::ArmS1($t) => $body,
+            Table::ArmS2($t) => $body,
+        }
+    };
+}
+
+impl<H: Hal> Table<H> {
+    pub(super) fn new(format: PagingFormat, hal: H) -> Result<Self, Error> {
+        Ok(match format {
+            PagingFormat::VtdSl(f) => Table::VtdSl(PageTable::new(f, hal)?),
+            PagingFormat::X86_64(f) => Table::X86_64(PageTable::new(f, hal)?),
+            PagingFormat::ArmS1(f) => Table::ArmS1(PageTable::new(f, hal)?),
+            PagingFormat::ArmS2(f) => Table::ArmS2(PageTable::new(f, hal)?),
+        })
+    }
+
+    pub(super) fn root(&self) -> u64 {
+        with_table!(self, t => t.root_phys())
+    }
+}
+
+/// `parent`, checked to be a nest-parent paging domain of `instance`.
+pub(super) fn nest_parent<H: Hal, P>(
+    slots: &Domains<H, P>,
+    parent: DomainId,
+    instance: u16,
+) -> Result<&Domain<H, P>, Error> {
+    let not_parent = Error::Incompatible {
+        what: "parent is not a nest-parent paging domain",
+    };
+    if parent.is_static() {
+        return Err(not_parent);
+    }
+    let p = domain_ref(slots, parent)?;
+    if p.instance != instance {
+        return Err(Error::Incompatible {
+            what: "parent belongs to another IOMMU instance",
+        });
+    }
+    match p.data {
+        Data::Paging { flags, .. } if flags.contains(PagingFlags::NEST_PARENT) => Ok(p),
+        _ => Err(not_parent),
+    }
+}
+
+/// The driver's view of a domain.
+pub(super) fn describe<H: Hal, P>(
+    slots: &Domains<H, P>,
+    id: DomainId,
+) -> Result<DomainDesc<'_, P>, Error> {
+    if id == DomainId::BLOCKED {
+        return Ok(DomainDesc::Blocked);
+    }
+    if id == DomainId::IDENTITY {
+        return Ok(DomainDesc::Identity);
+    }
+    let d = domain_ref(slots, id)?;
+    Ok(match &d.data {
+        Data::Paging { table, flags } => DomainDesc::Paging {
+            hw: &d.hw,
+            root: table.root(),
+            flags: *flags,
+        },
+        Data::Sva { desc, .. } => DomainDesc::Sva {
+            hw: &d.hw,
+            space: desc,
+        },
+        Data::Nested { parent } => {
+            let p = domain_ref(slots, *parent)?;
+            let Data::Paging { table, .. } = &p.data else {
+                return Err(Error::NotFound {
+                    what: "nested domain's parent",
+                });
+            };
+            DomainDesc::Nested {
+                hw: &d.hw,
+                parent_hw: &p.hw,
+                parent_root: table.root(),
+            }
+        }
+    })
+}
+
+impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
+    Iommu<D, H, DOMAINS, DEVICES>
+{
+    pub(super) fn free_slot(&self) -> Result<usize, Error> {
+        slots::vacant(&self.slots, "domain slots")
+    }
+
+    pub(super) fn install(&mut self, index: usize, domain: Domain<H, D::DomainData>) -> DomainId {
+        slots::fill(&mut self.slots, index, domain)
+    }
+
+    /// Allocate a paging domain for `dev`'s IOMMU: an empty I/O page table in
+    /// the format the driver chose. The domain can be attached to any device
+    /// of that instance the driver accepts.
+    pub fn alloc_paging(&mut self, dev: DeviceId, flags: PagingFlags) -> Result<DomainId, Error> {
+        let info = self.device(dev)?;
+        let index = self.free_slot()?;
+        let hw = self
+            .driver
+            .domain_alloc(&info, &DomainRequest::Paging { flags })?;
+        let table = match hw.format {
+            Some(format) => Table::new(format, self.hal.clone()),
+            None => Err(Error::Unsupported {
+                what: "a paging domain without a table format",
+            }),
+        };
+        let table = match table {
+            Ok(t) => t,
+            Err(e) => {
+                self.driver.domain_free(info.dev.instance, &hw);
+                return Err(e);
+            }
+        };
+        Ok(self.install(
+            index,
+            Domain {
+                instance: info.dev.instance,
+                hw,
+                data: Data::Paging { table, flags },
+                tags: CacheTags::new(),
+                attached: 0,
+                children: 0,
+                fault: FaultTarget::None,
+            },
+        ))
+    }
+
+    pub(super) fn alloc_sva(
+        &mut self,
+        info: &DeviceInfo,
+        space: SpaceId,
+    ) -> Result<DomainId, Error> {
+        let s = self.space_ref(space)?;
+        let (desc, fault) = (s.desc, s.fault);
+        if s.domains.is_full() {
+            return Err(Error::Exhausted {
+                what: "SVA domains of this address space",
+            });
+        }
+        let index = self.free_slot()?;
+        let hw = self
+            .driver
+            .domain_alloc(info, &DomainRequest::Sva { space: &desc })?;
+        let id = self.install(
+            index,
+            Domain {
+                instance: info.dev.instance,
+                hw,
+                data: Data::Sva { space, desc },
+                tags: CacheTags::new(),
+                attached: 0,
+                children: 0,
+                fault,
+            },
+        );
+        if let Ok(s) = self.space_mut(space) {
+            // Room was checked above.
+            let _ = s.domains.push(id);
+        }
+        Ok(id)
+    }
+
+    /// Free a domain that is attached nowhere and parents no nested domain.
+    /// Its table pages go back to the Hal.
+    pub fn free_domain(&mut self, id: DomainId) -> Result<(), Error> {
+        if id.is_static() {
+            return Err(Error::Unsupported {
+                what: "freeing the static Blocked / Identity domains",
+            });
+        }
+        let d = domain_ref(&self.slots, id)?;
+        if d.attached != 0 {
+            return Err(Error::Busy {
+                what: "domain is attached",
+            });
+        }
+        if d.children != 0 {
+            return Err(Error::Busy {
+                what: "domain is the parent of nested domains",
+            });
+        }
+        let d = slots::take(&mut self.slots, id)?;
+        if let FaultTarget::Object(o) = d.fault {
+            if let Ok(obj) = self.object_mut(o) {
+                obj.users -= 1;
+            }
+        }
+        match &d.data {
+            Data::Nested { parent, .. } => {
+                if let Ok(p) = domain_mut(&mut self.slots, *parent) {
+                    p.children -= 1;
+                }
+            }
+            Data::Sva { space, .. } => {
+                if let Ok(s) = self.space_mut(*space) {
+                    s.domains.retain(|x| *x != id);
+                }
+            }
+            Data::Paging { .. } => {}
+        }
+        for dev in self.devices.iter_mut() {
+            if dev.virt.is_some_and(|(p, _)| p == id) {
+                dev.virt = None;
+            }
+        }
+        self.driver.domain_free(d.instance, &d.hw);
+        // Dropping the domain frees its table.
+        drop(d);
+        Ok(())
+    }
+
+    /// Which kind a domain is.
+    pub fn domain_kind(&self, id: DomainId) -> Result<DomainKind, Error> {
+        if id == DomainId::BLOCKED {
+            return Ok(DomainKind::Blocked);
+        }
+        if id == DomainId::IDENTITY {
+            return Ok(DomainKind::Identity);
+        }
+        Ok(match domain_ref(&self.slots, id)?.data {
+            Data::Paging { .. } => DomainKind::Paging,
+            Data::Sva { .. } => DomainKind::Sva,
+            Data::Nested { .. } => DomainKind::Nested,
+        })
+    }
+
+    /// The driver's state of a domain.
+    pub fn domain_hw(&self, id: DomainId) -> Result<&DomainHw<D::DomainData>, Error> {
+        Ok(&domain_ref(&self.slots, id)?.hw)
+    }
+
+    /// The IOMMU instance a domain belongs to.
+    pub fn domain_instance(&self, id: DomainId) -> Result<u16, Error> {
+        Ok(domain_ref(&self.slots, id)?.instance)
+    }
+
+    /// The cache tags recorded on a domain (one per distinct tag).
+    pub fn domain_tags(&self, id: DomainId) -> Result<impl Iterator<Item = &CacheTag>, Error> {
+        Ok(domain_ref(&self.slots, id)?.tags.iter())
+    }
+
+    /// How many attachments (RID or PASID) use a domain.
+    pub fn domain_users(&self, id: DomainId) -> Result<u32, Error> {
+        Ok(domain_ref(&self.slots, id)?.attached)
+    }
+
+    /// Where a domain's faults go.
+    pub fn set_fault_target(&mut self, id: DomainId, target: FaultTarget) -> Result<(), Error> {
+        if let FaultTarget::Object(o) = target {
+            self.object_ref(o)?;
+        }
+        let d = domain_mut(&mut self.slots, id)?;
+        let old = core::mem::replace(&mut d.fault, target);
+        if let FaultTarget::Object(o) = old {
+            if let Ok(obj) = self.object_mut(o) {
+                obj.users -= 1;
+            }
+        }
+        if let FaultTarget::Object(o) = target {
+            if let Ok(obj) = self.object_mut(o) {
+                obj.users += 1;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn table_mut(&mut self, id: DomainId) -> Result<(&mut Table<H>, u16), Error> {
+        let unsupported = Error::Unsupported {
+            what: "mapping into a domain without an I/O page table",
+        };
+        // Blocked / Identity exist (they are not "not found") but have no table.
+        if id.is_static() {
+            return Err(unsupported);
+        }
+        let d = domain_mut(&mut self.slots, id)?;
+        match &mut d.data {
+            Data::Paging { table, .. } => Ok((table, d.instance)),
+            _ => Err(unsupported),
+        }
+    }
+
+    /// Map `[iova, iova + len)` to `paddr` in a paging domain. Under caching
+    /// mode the new range is invalidated too; if that invalidation fails the
+    /// mapping stays and the hardware error is returned.
+    pub fn map(
+        &mut self,
+        id: DomainId,
+        iova: u64,
+        paddr: u64,
+        len: u64,
+        prot: Prot,
+    ) -> Result<(), Error> {
+        let (table, instance) = self.table_mut(id)?;
+        with_table!(table, t => t.map(iova, paddr, len, prot))?;
+        if self.driver.flush_on_map(instance) {
+            let d = domain_ref(&self.slots, id)?;
+            tags::flush(
+                d.tags.iter(),
+                Some((iova, iova + len)),
+                crate::hal::PAGE_SIZE,
+                false,
+                &mut self.driver,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Unmap `[iova, iova + len)` from a paging domain into `gather`; the
+    /// IOTLB may still hold the range until [`sync`](Self::sync).
+    pub fn unmap(
+        &mut self,
+        id: DomainId,
+        iova: u64,
+        len: u64,
+        gather: &mut Gather,
+    ) -> Result<(), Error> {
+        let (table, _) = self.table_mut(id)?;
+        with_table!(table, t => t.unmap(iova, len, gather))
+    }
+
+    /// Invalidate what `gather` covers through every cache tag of the domain
+    /// (one batch and one wait per instance; a nested parent's tags reach its
+    /// nested domains), then free the gathered table pages. On error nothing
+    /// is freed and the gather can be synced again.
+    pub fn sync(&mut self, id: DomainId, gather: &mut Gather) -> Result<(), Error> {
+        let d = domain_ref(&self.slots, id)?;
+        tags::sync(&d.tags, gather, &mut self.driver, &self.hal)
+    }
+
+    /// [`unmap`](Self::unmap) then [`sync`](Self::sync). If the sync fails
+    /// the range is unmapped but its freed table pages are leaked (never
+    /// freed while the IOMMU might walk them) and the error returned.
+    pub fn unmap_sync(&mut self, id: DomainId, iova: u64, len: u64) -> Result<(), Error> {
+        let mut gather = Gather::new();
+        self.unmap(id, iova, len, &mut gather)?;
+        self.sync(id, &mut gather)
+    }
+
+    /// What `iova` translates to in a paging domain.
+    pub fn iova_to_phys(&self, id: DomainId, iova: u64) -> Result<Option<u64>, Error> {
+        let unsupported = Error::Unsupported {
+            what: "lookups in a domain without an I/O page table",
+        };
+        if id.is_static() {
+            return Err(unsupported);
+        }
+        match &domain_ref(&self.slots, id)?.data {
+            Data::Paging { table, .. } => Ok(with_table!(table, t => t.iova_to_phys(iova))),
+            _ => Err(unsupported),
+        }
+    }
+}
