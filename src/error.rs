@@ -69,12 +69,12 @@ pub enum Error {
     /// Nothing matches what was named.
     NotFound {
         /// What was looked for.
-        what: &'static str,
+        what: Object,
     },
-    /// A fixed-capacity resource is used up.
+    /// A fixed-capacity resource is used up: there is no room for another.
     Exhausted {
-        /// Which one.
-        what: &'static str,
+        /// What there is no room for.
+        what: Object,
     },
     /// The domain cannot be attached to this device as it is (another IOMMU
     /// instance, a format or feature the device's IOMMU lacks): allocate a
@@ -91,6 +91,85 @@ pub enum Error {
         /// The value found.
         value: u64,
     },
+}
+
+/// What a [`Error::NotFound`] or [`Error::Exhausted`] names: the objects of
+/// the core, the iommufd layer and the drivers, so that callers match on
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Object {
+    /// An IOMMU instance (added to the core, or served by the driver).
+    Instance,
+    /// A registered device.
+    Device,
+    /// A domain (or, for `Exhausted`, a domain slot of the core).
+    Domain,
+    /// An SVA domain of one address space (one per IOMMU instance).
+    SpaceDomain,
+    /// A registered address space.
+    Space,
+    /// A device's bond to an address space.
+    Bond,
+    /// A user of one bond (its count).
+    BondUser,
+    /// Something attached at a device's PASID.
+    Attachment,
+    /// A PASID (below the device's width).
+    Pasid,
+    /// A cache tag on a domain.
+    CacheTag,
+    /// A fault waiting in the core's queue.
+    QueuedFault,
+    /// A fault object.
+    FaultObject,
+    /// A fault group read from a fault object, named by its cookie.
+    FaultCookie,
+    /// A device's virtual (guest) ID.
+    VirtualId,
+    /// A mapping of an IOAS.
+    IoasMapping,
+    /// An allowed or reserved range of an IOAS.
+    IoasRange,
+    /// A paging domain mirroring an IOAS.
+    IoasDomain,
+    /// Free I/O virtual address space of the size asked for.
+    Iova,
+    /// A slot for an attachment whose faults could not be flushed yet.
+    UnflushedAttachment,
+}
+
+impl Object {
+    /// The object's name, as messages spell it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Object::Instance => "IOMMU instance",
+            Object::Device => "device",
+            Object::Domain => "domain",
+            Object::SpaceDomain => "SVA domain of this address space",
+            Object::Space => "address space",
+            Object::Bond => "bond",
+            Object::BondUser => "user of this bond",
+            Object::Attachment => "attachment at this PASID",
+            Object::Pasid => "PASID below the device's width",
+            Object::CacheTag => "cache tag",
+            Object::QueuedFault => "queued fault",
+            Object::FaultObject => "fault object",
+            Object::FaultCookie => "fault cookie",
+            Object::VirtualId => "virtual ID",
+            Object::IoasMapping => "mapping of this IOAS",
+            Object::IoasRange => "range of this IOAS",
+            Object::IoasDomain => "domain of this IOAS",
+            Object::Iova => "free IOVA range of this size",
+            Object::UnflushedAttachment => "attachment waiting for its faults to be flushed",
+        }
+    }
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// `InvalidField { field, value }`: a field of untrusted user data refused.
@@ -118,7 +197,7 @@ impl fmt::Display for Error {
             }
             Error::NoMemory => write!(f, "out of memory for tables"),
             Error::BadPasid { pasid } => write!(f, "bad PASID {pasid:#x}"),
-            Error::Exhausted { what } => write!(f, "no {what} left"),
+            Error::Exhausted { what } => write!(f, "no room for another {what}"),
             Error::NotFound { what } => write!(f, "no such {what}"),
             Error::Incompatible { what } => write!(f, "incompatible domain: {what}"),
             Error::InvalidField { field, value } => {

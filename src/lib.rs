@@ -26,4 +26,4 @@ pub mod hal;
 pub mod iommufd;
 pub mod pgtable;
 
-pub use error::Error;
+pub use error::{Error, Object};

@@ -13,7 +13,6 @@ use common::mock::{
     vtd_nested_caps as vtd_caps, vtd_s1,
 };
 use common::walk::RefFormat;
-use iommu::Error;
 use iommu::core::iommu::{PASIDS_PER_DEVICE, TAGS_PER_DOMAIN};
 use iommu::core::{
     AddressSpace, CpuFormat, DeviceId, DomainId, DomainKind, FaultTarget, InvalidateOutcome, Iommu,
@@ -22,6 +21,7 @@ use iommu::core::{
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::drivers::vtd::user::VtdS1Inv;
 use iommu::pgtable::{ArmS1, ArmS2, Gather, MairIndices, Prot, VtdSl, X86_64};
+use iommu::{Error, Object};
 use proptest::prelude::*;
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 8>;
@@ -340,7 +340,9 @@ fn free_domain_gives_every_table_page_back() {
     assert!(core.driver().live.is_empty());
     assert_eq!(
         core.domain_kind(d.id),
-        Err(Error::NotFound { what: "domain" })
+        Err(Error::NotFound {
+            what: Object::Domain
+        })
     );
 }
 
@@ -430,7 +432,9 @@ fn a_stale_domain_id_is_not_found_even_after_its_slot_is_reused() {
     let pasid = core.alloc_pasid(A).unwrap();
     take(&mut core);
     let snap = pool.snapshot();
-    let nf = Err(Error::NotFound { what: "domain" });
+    let nf = Err(Error::NotFound {
+        what: Object::Domain,
+    });
     let mut g = Gather::new();
     assert_eq!(core.attach(B, old.id), nf);
     assert_eq!(core.attach_pasid(A, pasid, old.id), nf);
@@ -441,29 +445,41 @@ fn a_stale_domain_id_is_not_found_even_after_its_slot_is_reused() {
     assert_eq!(core.sync(old.id, &mut g), nf);
     assert_eq!(
         core.iova_to_phys(old.id, 0x1000),
-        Err(Error::NotFound { what: "domain" })
+        Err(Error::NotFound {
+            what: Object::Domain
+        })
     );
     assert_eq!(
         core.domain_kind(old.id),
-        Err(Error::NotFound { what: "domain" })
+        Err(Error::NotFound {
+            what: Object::Domain
+        })
     );
     assert_eq!(
         core.domain_hw(old.id),
-        Err(Error::NotFound { what: "domain" })
+        Err(Error::NotFound {
+            what: Object::Domain
+        })
     );
     assert_eq!(
         core.domain_users(old.id),
-        Err(Error::NotFound { what: "domain" })
+        Err(Error::NotFound {
+            what: Object::Domain
+        })
     );
     assert!(core.domain_tags(old.id).is_err());
     assert_eq!(core.set_fault_target(old.id, FaultTarget::None), nf);
     assert_eq!(
         core.alloc_nested(A, old.id, VTD_S1, &vtd_s1(0, 0, 48, 0)),
-        Err(Error::NotFound { what: "domain" })
+        Err(Error::NotFound {
+            what: Object::Domain
+        })
     );
     assert_eq!(
         core.invalidate_user(old.id, VTD_INV, &[], 24, 0),
-        Err(Error::NotFound { what: "domain" })
+        Err(Error::NotFound {
+            what: Object::Domain
+        })
     );
     assert!(take(&mut core).is_empty());
     assert_eq!(pool.snapshot(), snap);
@@ -518,7 +534,7 @@ fn alloc_paging_failures_take_nothing() {
     assert_eq!(
         core.alloc_paging(A, PagingFlags::empty()),
         Err(Error::Exhausted {
-            what: "domain slots"
+            what: Object::Domain
         })
     );
     assert!(take(&mut core).is_empty(), "the driver is not asked");
@@ -847,7 +863,7 @@ fn attach_pasid_takes_every_domain_kind_and_passes_the_old_one() {
     assert_eq!(
         core.detach_pasid(A, pasid),
         Err(Error::NotFound {
-            what: "attachment at this PASID"
+            what: Object::Attachment
         })
     );
     assert!(take(&mut core).is_empty());
@@ -940,7 +956,7 @@ fn pasid_attachments_per_device_are_bounded_and_pasids_stay_while_attached() {
     assert_eq!(
         core.attach_pasid(A, last, DomainId::IDENTITY),
         Err(Error::Exhausted {
-            what: "PASID attachments of this device"
+            what: Object::Attachment
         })
     );
     assert!(take(&mut core).is_empty());
@@ -1196,7 +1212,7 @@ fn full_tag_slots_refuse_an_attach_and_roll_back_partial_tags() {
     take(&mut core);
     let tags_p = tags_in_order(&core, p.id);
     let full = Err(Error::Exhausted {
-        what: "cache-tag slots on this domain",
+        what: Object::CacheTag,
     });
     assert_eq!(core.attach(B, p.id), full);
     // The nested domain's own tags fit; its parent's NestedParent tag does
@@ -1939,7 +1955,9 @@ fn hw_info_is_the_drivers_for_known_devices_only() {
     ] {
         assert_eq!(
             core.hw_info(dev),
-            Err(Error::NotFound { what: "device" }),
+            Err(Error::NotFound {
+                what: Object::Device
+            }),
             "{dev:?}"
         );
     }
@@ -2265,7 +2283,9 @@ fn model_attach(
     let entry = m.att.get(&key).copied();
     let old = entry.unwrap_or(MRef::Blocked);
     let expect: Result<bool, Error> = match target {
-        MRef::Dom(i) if !m.doms[i].live => Err(Error::NotFound { what: "domain" }),
+        MRef::Dom(i) if !m.doms[i].live => Err(Error::NotFound {
+            what: Object::Domain,
+        }),
         MRef::Dom(i) if m.doms[i].instance != d.instance => Err(Error::Incompatible {
             what: "domain belongs to another IOMMU instance",
         }),
@@ -2280,7 +2300,7 @@ fn model_attach(
             });
             if full {
                 Err(Error::Exhausted {
-                    what: "cache-tag slots on this domain",
+                    what: Object::CacheTag,
                 })
             } else {
                 Ok(true)
@@ -2424,7 +2444,7 @@ fn model_step(core: &mut Core<'_>, m: &mut Model, op: &Op) {
                 assert_eq!(
                     r,
                     Err(Error::Exhausted {
-                        what: "domain slots"
+                        what: Object::Domain
                     })
                 );
                 assert!(calls.is_empty());
@@ -2467,7 +2487,9 @@ fn model_step(core: &mut Core<'_>, m: &mut Model, op: &Op) {
             let pi = parent % m.doms.len();
             let p = &m.doms[pi];
             let expect = if !p.live {
-                Err(Error::NotFound { what: "domain" })
+                Err(Error::NotFound {
+                    what: Object::Domain,
+                })
             } else if p.instance != d.instance {
                 Err(Error::Incompatible {
                     what: "parent belongs to another IOMMU instance",
@@ -2478,7 +2500,7 @@ fn model_step(core: &mut Core<'_>, m: &mut Model, op: &Op) {
                 })
             } else if m.live_count() == 16 {
                 Err(Error::Exhausted {
-                    what: "domain slots",
+                    what: Object::Domain,
                 })
             } else {
                 Ok(())
@@ -2559,7 +2581,7 @@ fn model_step(core: &mut Core<'_>, m: &mut Model, op: &Op) {
                     assert_eq!(
                         r,
                         Err(Error::NotFound {
-                            what: "attachment at this PASID"
+                            what: Object::Attachment
                         })
                     );
                     assert!(calls.is_empty());
@@ -2586,7 +2608,9 @@ fn model_step(core: &mut Core<'_>, m: &mut Model, op: &Op) {
                 MRef::Blocked | MRef::Identity => Err(Error::Unsupported {
                     what: "freeing the static Blocked / Identity domains",
                 }),
-                MRef::Dom(i) if !m.doms[i].live => Err(Error::NotFound { what: "domain" }),
+                MRef::Dom(i) if !m.doms[i].live => Err(Error::NotFound {
+                    what: Object::Domain,
+                }),
                 MRef::Dom(i) if m.users(i) > 0 => Err(Error::Busy {
                     what: "domain is attached",
                 }),
@@ -2627,7 +2651,9 @@ fn model_step(core: &mut Core<'_>, m: &mut Model, op: &Op) {
                 MRef::Blocked | MRef::Identity => Err(Error::Unsupported {
                     what: "mapping into a domain without an I/O page table",
                 }),
-                MRef::Dom(i) if !m.doms[i].live => Err(Error::NotFound { what: "domain" }),
+                MRef::Dom(i) if !m.doms[i].live => Err(Error::NotFound {
+                    what: Object::Domain,
+                }),
                 MRef::Dom(i) if matches!(m.doms[i].kind, MKind::Nested { .. }) => {
                     Err(Error::Unsupported {
                         what: "mapping into a domain without an I/O page table",
@@ -2706,7 +2732,9 @@ fn model_check(core: &Core<'_>, m: &Model) {
         if !d.live {
             assert_eq!(
                 core.domain_kind(d.id),
-                Err(Error::NotFound { what: "domain" })
+                Err(Error::NotFound {
+                    what: Object::Domain
+                })
             );
             assert!(core.domain_tags(d.id).is_err());
             continue;

@@ -12,13 +12,13 @@ use common::TestHal;
 use common::mock::{
     Mock, SMMU_STE, Seen, VTD_INV, VTD_S1, vtd_inv, vtd_nested_caps as caps, vtd_s1,
 };
-use iommu::Error;
 use iommu::core::{
     AddressSpace, BondId, CacheTag, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind,
     FaultObjectId, FaultTarget, InvalidateOutcome, Iommu, PagingFlags, Response, SpaceId,
     UserFault,
 };
 use iommu::pgtable::{Gather, Prot};
+use iommu::{Error, Object};
 
 const DOMAINS: usize = 12;
 const DEVICES: usize = 8;
@@ -391,13 +391,17 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         fo,
         stale_fo,
     } = w;
-    let nf_dev = Err(Error::NotFound { what: "device" });
-    let nf_dom = Err(Error::NotFound { what: "domain" });
+    let nf_dev = Err(Error::NotFound {
+        what: Object::Device,
+    });
+    let nf_dom = Err(Error::NotFound {
+        what: Object::Domain,
+    });
     let nf_space = Err(Error::NotFound {
-        what: "address space",
+        what: Object::Space,
     });
     let nf_fo = Err(Error::NotFound {
-        what: "fault object",
+        what: Object::FaultObject,
     });
     let other_instance = Err(Error::Incompatible {
         what: "domain belongs to another IOMMU instance",
@@ -427,7 +431,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         cases,
         "add_instance the driver lacks",
         Err(Error::NotFound {
-            what: "mock instance"
+            what: Object::Instance
         }),
         |c| c.add_instance(9)
     );
@@ -440,7 +444,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
                 ats: false,
             },
             Err(Error::NotFound {
-                what: "IOMMU instance",
+                what: Object::Instance,
             }),
         ),
         (
@@ -451,7 +455,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
                 ats: false,
             },
             Err(Error::NotFound {
-                what: "IOMMU instance",
+                what: Object::Instance,
             }),
         ),
         (
@@ -511,7 +515,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         cases,
         "alloc_pasid beyond the width",
         Err(Error::Exhausted {
-            what: "PASIDs below the device's width"
+            what: Object::Pasid
         }),
         |c| c.alloc_pasid(NARROW)
     );
@@ -808,7 +812,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         cases,
         "detach_pasid nothing there",
         Err(Error::NotFound {
-            what: "attachment at this PASID"
+            what: Object::Attachment
         }),
         |c| c.detach_pasid(A, 3)
     );
@@ -816,7 +820,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         cases,
         "detach_pasid 0",
         Err(Error::NotFound {
-            what: "attachment at this PASID"
+            what: Object::Attachment
         }),
         |c| c.detach_pasid(A, 0)
     );
@@ -824,7 +828,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         cases,
         "detach_pasid of another device's PASID",
         Err(Error::NotFound {
-            what: "attachment at this PASID"
+            what: Object::Attachment
         }),
         |c| c.detach_pasid(C, 1)
     );
@@ -1131,13 +1135,13 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
     case!(
         cases,
         "unbind stale",
-        Err(Error::NotFound { what: "bond" }),
+        Err(Error::NotFound { what: Object::Bond }),
         |c| c.unbind(stale_bond)
     );
     case!(
         cases,
         "bond_info stale",
-        Err(Error::NotFound { what: "bond" }),
+        Err(Error::NotFound { what: Object::Bond }),
         |c| c.bond_info(stale_bond)
     );
     case!(cases, "teardown_space stale", nf_space, |c| c
@@ -1308,7 +1312,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
             cases,
             format!("fault_respond unknown cookie {cookie}"),
             Err(Error::NotFound {
-                what: "fault cookie"
+                what: Object::FaultCookie
             }),
             |c| c.fault_respond(fo, cookie, Response::Success)
         );
@@ -1372,7 +1376,7 @@ fn full_capacities_give_exhausted_and_change_nothing() {
     let World { p, sp, sp2, .. } = w;
     let good: &'static [u8] = vtd_s1(0, 0x5000, 48, 0).leak();
     let slots = Err(Error::Exhausted {
-        what: "domain slots",
+        what: Object::Domain,
     });
     let mut cases: Vec<Case> = vec![];
     case!(cases, "alloc_paging", slots, |c| c
@@ -1386,7 +1390,7 @@ fn full_capacities_give_exhausted_and_change_nothing() {
         cases,
         "register_device",
         Err(Error::Exhausted {
-            what: "device slots"
+            what: Object::Device
         }),
         |c| c.register_device(DeviceInfo {
             dev: dev(1, 0x77),
@@ -1398,7 +1402,7 @@ fn full_capacities_give_exhausted_and_change_nothing() {
         cases,
         "register_space",
         Err(Error::Exhausted {
-            what: "address-space slots"
+            what: Object::Space
         }),
         |c| c.register_space(space(0x2_0000_0000), FaultTarget::None)
     );
@@ -1406,7 +1410,7 @@ fn full_capacities_give_exhausted_and_change_nothing() {
         cases,
         "alloc_fault_object",
         Err(Error::Exhausted {
-            what: "fault objects"
+            what: Object::FaultObject
         }),
         |c| c.alloc_fault_object()
     );
@@ -1414,7 +1418,7 @@ fn full_capacities_give_exhausted_and_change_nothing() {
         cases,
         "attach_pasid beyond PASIDS_PER_DEVICE",
         Err(Error::Exhausted {
-            what: "PASID attachments of this device"
+            what: Object::Attachment
         }),
         |c| c.attach_pasid(A, spare, DomainId::IDENTITY)
     );
@@ -1422,7 +1426,7 @@ fn full_capacities_give_exhausted_and_change_nothing() {
         cases,
         "attach_pasid beyond PASIDS_PER_DEVICE, Blocked",
         Err(Error::Exhausted {
-            what: "PASID attachments of this device"
+            what: Object::Attachment
         }),
         |c| c.attach_pasid(A, spare, DomainId::BLOCKED)
     );

@@ -25,12 +25,12 @@ use std::collections::BTreeMap;
 
 use common::TestHal;
 use common::mock::{Call, Mock, Seen, VTD_S1, core_over, vtd_nested_caps, vtd_s1};
-use iommu::Error;
 use iommu::core::{
     AddressSpace, BondId, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind, FaultTarget,
     Iommu, PagingFlags, SpaceId,
 };
 use iommu::pgtable::Prot;
+use iommu::{Error, Object};
 
 type Core<'a, const D: usize, const V: usize> = Iommu<Mock<'a>, &'a TestHal, D, V>;
 
@@ -552,7 +552,7 @@ fn attach_nested_with_each_tag_slot_full_in_turn() {
             assert_eq!(
                 r,
                 Err(Error::Exhausted {
-                    what: "cache-tag slots on this domain"
+                    what: Object::CacheTag
                 }),
                 "{label}"
             );
@@ -572,7 +572,7 @@ fn attach_nested_with_each_tag_slot_full_in_turn() {
 /// `op` must be refused `Exhausted { what }` and change nothing: no driver
 /// call that does not cancel out, no page allocation attempt.
 fn exhausted<const D: usize, const V: usize, T: core::fmt::Debug>(
-    what: &'static str,
+    what: Object,
     c: &mut Core<'_, D, V>,
     pool: &TestHal,
     w: &World,
@@ -585,7 +585,7 @@ fn exhausted<const D: usize, const V: usize, T: core::fmt::Debug>(
     assert_eq!(r.map(|_| ()), Err(Error::Exhausted { what }));
     assert_eq!(fingerprint(c, pool, w), before, "{what}: state changed");
     assert_eq!(pool.attempts(), attempts, "{what}: a page was asked for");
-    check_calls(what, c);
+    check_calls(what.name(), c);
 }
 
 #[test]
@@ -606,7 +606,7 @@ fn domain_slots() {
     }
     let s = c.register_space(space(0), FaultTarget::None).unwrap();
     w.spaces.push(s);
-    const SLOTS: &str = "domain slots";
+    const SLOTS: Object = Object::Domain;
     exhausted(SLOTS, &mut c, &pool, &w, |c| {
         c.alloc_paging(x, PagingFlags::empty())
     });
@@ -624,7 +624,7 @@ fn domain_slots() {
         c.space_pasid(s).unwrap().is_some(),
         "the space keeps its PASID"
     );
-    teardown(SLOTS, c, &pool, &w);
+    teardown(SLOTS.name(), c, &pool, &w);
 }
 
 #[test]
@@ -646,10 +646,15 @@ fn device_slots() {
         pasid_bits: 8,
         ats: false,
     };
-    exhausted("device slots", &mut c, &pool, &w, |c| {
+    exhausted(Object::Device, &mut c, &pool, &w, |c| {
         c.register_device(fifth)
     });
-    assert_eq!(c.device(fifth.dev), Err(Error::NotFound { what: "device" }));
+    assert_eq!(
+        c.device(fifth.dev),
+        Err(Error::NotFound {
+            what: Object::Device
+        })
+    );
     // A slot freed is a slot to use.
     let gone = w.devs.pop().unwrap();
     c.remove_device(gone).unwrap();
@@ -677,7 +682,7 @@ fn bond_slots() {
     let s9 = c.register_space(space(9), FaultTarget::None).unwrap();
     w.spaces.push(s9);
     let d0 = w.devs[0];
-    exhausted("bond slots", &mut c, &pool, &w, |c| c.bind(d0, s9));
+    exhausted(Object::Bond, &mut c, &pool, &w, |c| c.bind(d0, s9));
     assert_eq!(c.space_pasid(s9).unwrap(), None);
     // Another user of an existing bond needs no slot.
     let again = c.bind(d0, w.spaces[0]).unwrap();
@@ -701,7 +706,7 @@ fn space_slots() {
             .push(c.register_space(space(n), FaultTarget::None).unwrap());
     }
     w.bonds.push(c.bind(a, w.spaces[3]).unwrap());
-    exhausted("address-space slots", &mut c, &pool, &w, |c| {
+    exhausted(Object::Space, &mut c, &pool, &w, |c| {
         c.register_space(space(16), FaultTarget::None)
     });
     teardown("address-space slots", c, &pool, &w);
@@ -722,13 +727,7 @@ fn sva_domains_per_space() {
     }
     assert_eq!(c.space_domains(s).unwrap().len(), 4);
     let fifth = w.devs[4];
-    exhausted(
-        "SVA domains of this address space",
-        &mut c,
-        &pool,
-        &w,
-        |c| c.bind(fifth, s),
-    );
+    exhausted(Object::SpaceDomain, &mut c, &pool, &w, |c| c.bind(fifth, s));
     assert!(c.driver().calls.is_empty());
     teardown("SVA domains of this address space", c, &pool, &w);
 }
@@ -755,7 +754,7 @@ fn pasid_attachments_per_device() {
     }
     let p = c.alloc_pasid(a).unwrap();
     w.pasids.push(p);
-    const WHAT: &str = "PASID attachments of this device";
+    const WHAT: Object = Object::Attachment;
     exhausted(WHAT, &mut c, &pool, &w, |c| c.attach_pasid(a, p, d));
     exhausted(WHAT, &mut c, &pool, &w, |c| c.bind(a, shared));
     // A fresh space allocates (and gives back) a domain and its PASID.
@@ -763,7 +762,7 @@ fn pasid_attachments_per_device() {
     assert_eq!(c.space_pasid(fresh).unwrap(), None);
     // Replacing what is at an attached PASID needs no new slot.
     c.attach_pasid(a, w.pasids[0], DomainId::IDENTITY).unwrap();
-    teardown(WHAT, c, &pool, &w);
+    teardown(WHAT.name(), c, &pool, &w);
 }
 
 #[test]
@@ -784,7 +783,7 @@ fn cache_tag_slots_per_domain() {
         w.bonds.push(c.bind(dev, s).unwrap());
     }
     let last = w.devs[16];
-    const WHAT: &str = "cache-tag slots on this domain";
+    const WHAT: Object = Object::CacheTag;
     exhausted(WHAT, &mut c, &pool, &w, |c| c.attach(last, d));
     // A full SVA domain is not the end: bind allocates a second domain of
     // the same space for the 17th device.
@@ -798,7 +797,7 @@ fn cache_tag_slots_per_domain() {
         c.attached(last, c.space_pasid(s).unwrap()).unwrap(),
         Some(now[1])
     );
-    teardown(WHAT, c, &pool, &w);
+    teardown(WHAT.name(), c, &pool, &w);
 }
 
 #[test]
@@ -807,7 +806,7 @@ fn fault_object_slots() {
     let mut c: Box<Core<'_, 8, 8>> = new_core(&pool, 1);
     let w = World::default();
     let objs: Vec<_> = (0..4).map(|_| c.alloc_fault_object().unwrap()).collect();
-    exhausted("fault objects", &mut c, &pool, &w, |c| {
+    exhausted(Object::FaultObject, &mut c, &pool, &w, |c| {
         c.alloc_fault_object()
     });
     for o in objs {
@@ -824,9 +823,7 @@ fn instance_slots() {
         c.add_instance(i).unwrap();
     }
     let w = World::default();
-    exhausted("IOMMU instance slots", &mut c, &pool, &w, |c| {
-        c.add_instance(8)
-    });
+    exhausted(Object::Instance, &mut c, &pool, &w, |c| c.add_instance(8));
     assert!(c.driver().calls.is_empty(), "not even probed");
     // The eight can still take devices; the ninth cannot.
     let dev = |instance| DeviceInfo {
@@ -838,7 +835,7 @@ fn instance_slots() {
     assert_eq!(
         c.register_device(dev(8)),
         Err(Error::NotFound {
-            what: "IOMMU instance"
+            what: Object::Instance
         })
     );
     c.remove_device(dev(7).dev).unwrap();

@@ -10,11 +10,11 @@ use std::cell::RefCell;
 
 use common::TestHal;
 use common::mock::{Call, Mock, core_over};
-use iommu::Error;
 use iommu::core::{
     Access, AddressSpace, CpuFormat, DeviceId, DeviceInfo, DomainId, Fault, FaultHandler,
     FaultKind, FaultObjectId, FaultTarget, Iommu, PagingFlags, Response, UserFault,
 };
+use iommu::{Error, Object};
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
 
@@ -503,7 +503,7 @@ fn a_fault_object_hands_out_whole_groups_with_one_cookie_each_and_answers_once()
     c.fault_respond(o, c2, Response::Success).unwrap();
     assert_eq!(responds(&c), vec![respond(a, None, 2, Response::Success)]);
     let nf = Err(Error::NotFound {
-        what: "fault cookie",
+        what: Object::FaultCookie,
     });
     assert_eq!(c.fault_respond(o, c2, Response::Success), nf);
     assert_eq!(
@@ -625,7 +625,7 @@ fn freeing_a_routed_object_is_busy_then_answers_unanswered_groups_once() {
         "read-unanswered and unread groups once each, no event"
     );
     let gone = Err(Error::NotFound {
-        what: "fault object",
+        what: Object::FaultObject,
     });
     assert_eq!(c.free_fault_object(o), gone);
     assert_eq!(c.fault_read(o, &mut [BLANK; 4]), gone.map(|()| 0));
@@ -724,9 +724,14 @@ fn remove_device_is_busy_while_attached_then_answers_everything_pending_once() {
         ]),
         "one Invalid per pending group of the device, none for its event"
     );
-    assert_eq!(c.device(a), Err(Error::NotFound { what: "device" }));
+    assert_eq!(
+        c.device(a),
+        Err(Error::NotFound {
+            what: Object::Device
+        })
+    );
     let nf = Err(Error::NotFound {
-        what: "fault cookie",
+        what: Object::FaultCookie,
     });
     assert_eq!(c.fault_respond(o, r[0].cookie, Response::Success), nf);
 

@@ -1,7 +1,7 @@
 //! I/O page-fault grouping and responses against a recording responder.
 
-use iommu::Error;
 use iommu::core::iopf::{Access, Fault, FaultKind, FaultQueue, FaultResponder, Response};
+use iommu::{Error, Object};
 
 #[derive(Default)]
 struct Rec(Vec<(u16, u32, Option<u32>, u16, Response)>);
@@ -157,7 +157,7 @@ fn a_last_request_that_finds_no_room_is_answered_failure() {
     assert_eq!(
         q.report(event(9, 0), &mut r),
         Err(Error::Exhausted {
-            what: "fault queue slots"
+            what: Object::QueuedFault
         })
     );
     assert_eq!(q.len(), 1);

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use iommu::Error;
 use iommu::core::pasid::{PASID_LIMIT, Pasid, PasidAllocator};
+use iommu::{Error, Object};
 use proptest::prelude::*;
 
 fn fresh() -> Box<PasidAllocator> {
@@ -18,7 +18,7 @@ fn zero_is_never_handed_out_and_lowest_comes_first() {
     assert_eq!(
         a.alloc(1),
         Err(Error::Exhausted {
-            what: "PASIDs below the device's width"
+            what: Object::Pasid
         })
     );
     assert_eq!(a.alloc(2).unwrap().get(), 2);

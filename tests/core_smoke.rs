@@ -49,19 +49,19 @@ fn attach_map_unmap_sync() {
 mod in_a_static {
     use std::sync::Mutex;
 
-    use iommu::Error;
     use iommu::core::{
         CacheTag, DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault, FaultResponder,
         HwInfo, InvalidateOutcome, Iommu, IommuDriver, Response, TagInvalidate, UserArray,
         VirtualIds,
     };
     use iommu::hal::Hal;
+    use iommu::{Error, Object};
 
     /// A driver with no instances: every call is refused.
     struct Absent;
 
     const NONE: Error = Error::NotFound {
-        what: "instance (this driver serves none)",
+        what: Object::Instance,
     };
 
     impl TagInvalidate for Absent {
@@ -178,7 +178,7 @@ mod in_a_static {
         assert_eq!(
             core.register_device(info),
             Err(Error::NotFound {
-                what: "IOMMU instance"
+                what: Object::Instance
             })
         );
         assert_eq!(core.process_faults(), Ok(0));

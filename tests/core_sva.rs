@@ -7,11 +7,11 @@ mod common;
 
 use common::TestHal;
 use common::mock::{Call, Mock, Seen, core_over};
-use iommu::Error;
 use iommu::core::{
     AddressSpace, CacheTag, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind, FaultTarget,
     Iommu, PagingFlags, SpaceId, TagKind,
 };
+use iommu::{Error, Object};
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
 
@@ -204,7 +204,7 @@ fn the_pasid_fits_the_first_device_and_narrower_devices_are_refused() {
     assert_eq!(
         c.bind(narrow, s),
         Err(Error::Exhausted {
-            what: "PASIDs below the device's width"
+            what: Object::Pasid
         })
     );
     assert_eq!(fingerprint(&c, &devs, &[s, s2]), before);
@@ -277,8 +277,8 @@ fn binding_the_same_pair_again_counts_users_without_driver_calls() {
             },
         ]
     );
-    assert_eq!(c.bond_info(b1), Err(Error::NotFound { what: "bond" }));
-    assert_eq!(c.unbind(b1), Err(Error::NotFound { what: "bond" }));
+    assert_eq!(c.bond_info(b1), Err(Error::NotFound { what: Object::Bond }));
+    assert_eq!(c.unbind(b1), Err(Error::NotFound { what: Object::Bond }));
     assert_eq!(c.attached(a, Some(p)).unwrap(), None);
     assert!(c.driver().live.is_empty());
     assert!(c.driver().hw.is_empty());
@@ -288,7 +288,7 @@ fn binding_the_same_pair_again_counts_users_without_driver_calls() {
     assert_ne!(b3, b1);
     assert_eq!(c.bond_info(b3).unwrap().1, p, "the space kept its PASID");
     assert_eq!(c.bond_info(b3).unwrap().2, 1);
-    assert_eq!(c.bond_info(b1), Err(Error::NotFound { what: "bond" }));
+    assert_eq!(c.bond_info(b1), Err(Error::NotFound { what: Object::Bond }));
 }
 
 #[test]
@@ -353,7 +353,12 @@ fn an_incompatible_domain_makes_a_second_sva_domain_on_the_instance() {
         ]
     );
     assert_eq!(c.space_domains(s).unwrap(), &[d1]);
-    assert_eq!(c.domain_kind(d2), Err(Error::NotFound { what: "domain" }));
+    assert_eq!(
+        c.domain_kind(d2),
+        Err(Error::NotFound {
+            what: Object::Domain
+        })
+    );
 }
 
 #[test]
@@ -540,12 +545,15 @@ fn teardown_unbinds_every_device_and_frees_domains_and_pasid() {
     );
     assert!(!c.pasids().is_used(p));
     let gone = Error::NotFound {
-        what: "address space",
+        what: Object::Space,
     };
     assert_eq!(c.space_pasid(s), Err(gone));
     assert_eq!(c.space_domains(s).map(|d| d.to_vec()), Err(gone));
     for bond in [ba, bb, bx] {
-        assert_eq!(c.bond_info(bond), Err(Error::NotFound { what: "bond" }));
+        assert_eq!(
+            c.bond_info(bond),
+            Err(Error::NotFound { what: Object::Bond })
+        );
     }
     for (d, pasid) in [(a, p), (b, p), (x, p)] {
         assert_eq!(c.attached(d, Some(pasid)).unwrap(), None);
@@ -638,13 +646,18 @@ fn a_device_without_pasids_is_unsupported_and_nothing_changes() {
         instance: 0,
         id: 0x99,
     };
-    assert_eq!(c.bind(ghost, s), Err(Error::NotFound { what: "device" }));
+    assert_eq!(
+        c.bind(ghost, s),
+        Err(Error::NotFound {
+            what: Object::Device
+        })
+    );
     let dead = c.register_space(space(3), FaultTarget::None).unwrap();
     c.teardown_space(dead).unwrap();
     assert_eq!(
         c.bind(a, dead),
         Err(Error::NotFound {
-            what: "address space"
+            what: Object::Space
         })
     );
     assert!(c.driver().calls.is_empty());

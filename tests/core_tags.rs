@@ -3,10 +3,10 @@
 mod common;
 
 use common::TestHal;
-use iommu::Error;
 use iommu::core::tags::{CacheTag, CacheTags, TagInvalidate, TagKind, sync};
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::pgtable::{Gather, PageTable, Prot, VtdSl};
+use iommu::{Error, Object};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Call {
@@ -192,14 +192,19 @@ fn tags_are_counted_per_user_and_bounded() {
     assert_eq!(
         tags.add(tag(1, 3, TagKind::DevTlb)),
         Err(Error::Exhausted {
-            what: "cache-tag slots on this domain"
+            what: Object::CacheTag
         })
     );
     tags.remove(&a).unwrap();
     assert_eq!(tags.len(), 2, "a still has one user");
     tags.remove(&a).unwrap();
     assert_eq!(tags.len(), 1);
-    assert_eq!(tags.remove(&a), Err(Error::NotFound { what: "cache tag" }));
+    assert_eq!(
+        tags.remove(&a),
+        Err(Error::NotFound {
+            what: Object::CacheTag
+        })
+    );
     assert_eq!(tags.iter().copied().collect::<Vec<_>>(), vec![b]);
     tags.remove(&b).unwrap();
     assert!(tags.is_empty());

@@ -5,9 +5,9 @@ mod common;
 
 use common::TestHal;
 use common::mock::{Call, Mock, NestedCaps, SMMU_CMD, SMMU_STE, UserInv, core_over};
-use iommu::Error;
 use iommu::core::{DeviceId, DomainId, Iommu, PagingFlags};
 use iommu::drivers::smmuv3::user::{SmmuV3Inv, SmmuV3SteCaps};
+use iommu::{Error, Object};
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
 
@@ -222,7 +222,9 @@ fn set_virtual_id_refusals_change_nothing() {
             },
             p1,
             1,
-            Error::NotFound { what: "device" },
+            Error::NotFound {
+                what: Object::Device,
+            },
         ),
     ];
     for (dev, parent, vid, err) in cases {
@@ -236,7 +238,7 @@ fn set_virtual_id_refusals_change_nothing() {
     assert_eq!(
         c.clear_virtual_id(B),
         Err(Error::NotFound {
-            what: "virtual ID of this device"
+            what: Object::VirtualId
         })
     );
     // The same virtual ID under another parent is another guest's: fine.

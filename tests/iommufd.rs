@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use common::TestHal;
 use common::mock::{Call, Mock, core_over};
-use iommu::Error;
 use iommu::core::{DeviceId, DomainId, Iommu, PagingFlags};
 use iommu::iommufd::{self, Area, Ioas};
 use iommu::pgtable::Prot;
+use iommu::{Error, Object};
 use proptest::prelude::*;
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 8, 8>;
@@ -194,7 +194,7 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
         (
             "too many allowed ranges",
             Error::Exhausted {
-                what: "allowed-range slots of this IOAS",
+                what: Object::IoasRange,
             },
             Box::new(|_, i| {
                 i.set_allowed(&[(0, K4), (2 * K4, 3 * K4), (0x10_0000, 0x100_0000)])
@@ -225,7 +225,9 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
         ),
         (
             "hwpt for an unknown device",
-            Error::NotFound { what: "device" },
+            Error::NotFound {
+                what: Object::Device,
+            },
             Box::new(|c, i| {
                 iommufd::alloc_hwpt_paging(
                     c,
@@ -242,7 +244,7 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
         (
             "free a hwpt of no IOAS",
             Error::NotFound {
-                what: "domain on this IOAS",
+                what: Object::IoasDomain,
             },
             Box::new(|c, i| iommufd::free_hwpt_paging(c, i, DomainId::IDENTITY).unwrap_err()),
         ),
@@ -275,7 +277,7 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
     assert_eq!(
         ioas.map(&mut c, 0x60_0000, 0, K4, RW).unwrap_err(),
         Error::Exhausted {
-            what: "mapping slots of this IOAS"
+            what: Object::IoasMapping
         }
     );
     assert_eq!(print(&c, &ioas, &pool), before);
@@ -341,9 +343,7 @@ fn alloc_iova_finds_the_lowest_aligned_hole() {
     assert_eq!(ioas.alloc_iova(0x20_0000, 0x20_0000).unwrap(), 0x20_0000);
     assert_eq!(
         ioas.alloc_iova(0x40_0000, K4).unwrap_err(),
-        Error::Exhausted {
-            what: "free IOVA space of this size"
-        }
+        Error::Exhausted { what: Object::Iova }
     );
     assert_eq!(
         ioas.alloc_iova(K4, 0x800).unwrap_err(),

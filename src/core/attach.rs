@@ -3,7 +3,7 @@
 
 use heapless::Vec;
 
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::hal::Hal;
 
 use super::domain::describe;
@@ -153,7 +153,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         };
         if pasid.is_some() && entry.is_none() && self.devices[di].pasids.is_full() {
             return Err(Error::Exhausted {
-                what: "PASID attachments of this device",
+                what: Object::Attachment,
             });
         }
         if old == new && (pasid.is_none() || entry.is_some()) {
@@ -195,7 +195,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             .iter()
             .position(|(q, _)| *q == pasid)
             .ok_or(Error::NotFound {
-                what: "attachment at this PASID",
+                what: Object::Attachment,
             })?;
         let old = self.devices[di].pasids[i].1;
         let old_tags = tags_for(&self.slots, old, &info, Some(pasid))?;

@@ -1,7 +1,7 @@
 //! Domains: allocation of paging domains over the page-table engine, their
 //! driver state and tables, freeing, and mapping.
 
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::hal::Hal;
 use crate::pgtable::{ArmS1, ArmS2, Gather, PageTable, Prot, VtdSl, X86_64};
 
@@ -97,7 +97,7 @@ pub(super) fn describe<H: Hal, P>(
             let p = domain_ref(slots, *parent)?;
             let Data::Paging { table, .. } = &p.data else {
                 return Err(Error::NotFound {
-                    what: "nested domain's parent",
+                    what: Object::Domain,
                 });
             };
             DomainDesc::Nested {
@@ -113,7 +113,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     Iommu<D, H, DOMAINS, DEVICES>
 {
     pub(super) fn free_slot(&self) -> Result<usize, Error> {
-        slots::vacant(&self.slots, "domain slots")
+        slots::vacant(&self.slots, Object::Domain)
     }
 
     pub(super) fn install(&mut self, index: usize, domain: Domain<H, D::DomainData>) -> DomainId {
@@ -165,7 +165,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         let (desc, fault) = (s.desc, s.fault);
         if s.domains.is_full() {
             return Err(Error::Exhausted {
-                what: "SVA domains of this address space",
+                what: Object::SpaceDomain,
             });
         }
         let index = self.free_slot()?;

@@ -4,7 +4,7 @@
 
 use heapless::Vec;
 
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::hal::Hal;
 
 use super::driver::{DeviceId, IommuDriver};
@@ -137,7 +137,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// [`fault_read`](Self::fault_read), answer with
     /// [`fault_respond`](Self::fault_respond).
     pub fn alloc_fault_object(&mut self) -> Result<FaultObjectId, Error> {
-        let i = slots::vacant(&self.objects, "fault objects")?;
+        let i = slots::vacant(&self.objects, Object::FaultObject)?;
         let object = FaultObject {
             users: 0,
             pending: Vec::new(),
@@ -200,7 +200,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             .iter()
             .position(|p| p.read && p.cookie == cookie)
             .ok_or(Error::NotFound {
-                what: "fault cookie",
+                what: Object::FaultCookie,
             })?;
         o.pending[i].answer(&mut self.driver, response)?;
         self.object_mut(id)?.pending.remove(i);

@@ -6,7 +6,7 @@
 
 use heapless::Vec;
 
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::hal::Hal;
 
 use super::domain::Table;
@@ -307,7 +307,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         }
         if self.instances.is_full() {
             return Err(Error::Exhausted {
-                what: "IOMMU instance slots",
+                what: Object::Instance,
             });
         }
         let info = self.driver.probe(instance)?;
@@ -327,14 +327,16 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         self.devices
             .iter()
             .position(|d| d.info.dev == dev)
-            .ok_or(Error::NotFound { what: "device" })
+            .ok_or(Error::NotFound {
+                what: Object::Device,
+            })
     }
 
     /// Make a device known (from the firmware tables). It starts Blocked.
     pub fn register_device(&mut self, info: DeviceInfo) -> Result<(), Error> {
         if !self.instances.contains(&info.dev.instance) {
             return Err(Error::NotFound {
-                what: "IOMMU instance",
+                what: Object::Instance,
             });
         }
         if info.pasid_bits > 20 {
@@ -356,7 +358,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 virt: None,
             })
             .map_err(|_| Error::Exhausted {
-                what: "device slots",
+                what: Object::Device,
             })
     }
 

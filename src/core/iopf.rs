@@ -11,7 +11,7 @@
 
 use heapless::Vec;
 
-use crate::error::Error;
+use crate::error::{Error, Object};
 
 bitflags::bitflags! {
     /// What the faulting access wanted.
@@ -171,7 +171,7 @@ impl<const N: usize> FaultQueue<N> {
         }
         match (fault.kind, fault.last) {
             (FaultKind::Unrecoverable, _) => Err(Error::Exhausted {
-                what: "fault queue slots",
+                what: Object::QueuedFault,
             }),
             (_, true) => {
                 self.drop_group(key);

@@ -2,7 +2,7 @@
 //! allocated from user data the driver validates, the virtual device IDs a
 //! guest names its devices by, and user cache invalidations.
 
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::hal::Hal;
 
 use super::domain::{describe, nest_parent};
@@ -96,7 +96,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             .take()
             .map(|_| ())
             .ok_or(Error::NotFound {
-                what: "virtual ID of this device",
+                what: Object::VirtualId,
             })
     }
 

@@ -12,7 +12,7 @@
 //! inline, so a `static` (behind the embedder's lock) or a field of the
 //! embedder's IOMMU state holds it.
 
-use crate::error::Error;
+use crate::error::{Error, Object};
 
 /// PASID width of the architecture (PCIe, VT-d, SMMUv3): 20 bits.
 pub const PASID_BITS: u32 = 20;
@@ -87,7 +87,7 @@ impl PasidAllocator {
         }
         let limit = 1u32 << width;
         let exhausted = Error::Exhausted {
-            what: "PASIDs below the device's width",
+            what: Object::Pasid,
         };
         // Words are visited in increasing order, so the first word that is
         // not full holds the lowest free PASID.

@@ -2,21 +2,21 @@
 //! the generation moves on when an entry is removed, so a stale name is
 //! refused instead of reaching the entry that reused its slot.
 
-use crate::error::Error;
+use crate::error::{Error, Object};
 
 /// A name of a table entry.
 pub(crate) trait SlotId: Copy {
     /// What a stale or unknown name is reported as (`NotFound`).
-    const WHAT: &'static str;
+    const WHAT: Object;
     fn new(index: u16, generation: u16) -> Self;
     fn index(self) -> u16;
     fn generation(self) -> u16;
 }
 
 macro_rules! slot_id {
-    ($($t:ty => $what:literal),* $(,)?) => {$(
+    ($($t:ty => $what:expr),* $(,)?) => {$(
         impl SlotId for $t {
-            const WHAT: &'static str = $what;
+            const WHAT: Object = $what;
             fn new(index: u16, generation: u16) -> Self {
                 Self { index, generation }
             }
@@ -31,10 +31,10 @@ macro_rules! slot_id {
 }
 
 slot_id! {
-    super::iommu::DomainId => "domain",
-    super::iommu::FaultObjectId => "fault object",
-    super::sva::SpaceId => "address space",
-    super::sva::BondId => "bond",
+    super::iommu::DomainId => Object::Domain,
+    super::iommu::FaultObjectId => Object::FaultObject,
+    super::sva::SpaceId => Object::Space,
+    super::sva::BondId => Object::Bond,
 }
 
 /// One entry of a table.
@@ -69,7 +69,7 @@ pub(crate) fn get_mut<T, I: SlotId>(slots: &mut [Slot<T>], id: I) -> Result<&mut
 }
 
 /// The first free slot (`Exhausted { what }` when there is none).
-pub(crate) fn vacant<T>(slots: &[Slot<T>], what: &'static str) -> Result<usize, Error> {
+pub(crate) fn vacant<T>(slots: &[Slot<T>], what: Object) -> Result<usize, Error> {
     slots
         .iter()
         .position(|s| s.live.is_none())

@@ -52,7 +52,7 @@ pub struct BondId {
 
 use heapless::Vec;
 
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::hal::Hal;
 
 use super::driver::{DeviceId, DeviceInfo, IommuDriver};
@@ -91,7 +91,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "fault objects for address spaces (use a handler)",
             });
         }
-        let index = slots::vacant(&self.spaces, "address-space slots")?;
+        let index = slots::vacant(&self.spaces, Object::Space)?;
         let state = SpaceState {
             desc,
             pasid: None,
@@ -132,7 +132,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         if let Some(id) = bound {
             let b = slots::get_mut(&mut self.bonds, id)?;
             b.users = b.users.checked_add(1).ok_or(Error::Exhausted {
-                what: "users of this bond",
+                what: Object::BondUser,
             })?;
             return Ok(id);
         }
@@ -141,7 +141,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "PASIDs on this device",
             });
         }
-        let bond_index = slots::vacant(&self.bonds, "bond slots")?;
+        let bond_index = slots::vacant(&self.bonds, Object::Bond)?;
         let (pasid, fresh) = match s.pasid {
             Some(p) => {
                 if (p.get() as u64) >= (1u64 << info.pasid_bits) {
@@ -194,7 +194,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         let di = self.device_index(info.dev)?;
         if self.devices[di].pasids.is_full() {
             return Err(Error::Exhausted {
-                what: "PASID attachments of this device",
+                what: Object::Attachment,
             });
         }
         let existing = self.space_ref(space)?.domains.clone();

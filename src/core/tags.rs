@@ -11,7 +11,7 @@
 
 use heapless::Vec;
 
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::hal::Hal;
 use crate::pgtable::Gather;
 
@@ -63,7 +63,7 @@ impl<const N: usize> CacheTags<N> {
             return Ok(());
         }
         self.entries.push((tag, 1)).map_err(|_| Error::Exhausted {
-            what: "cache-tag slots on this domain",
+            what: Object::CacheTag,
         })
     }
 
@@ -74,7 +74,9 @@ impl<const N: usize> CacheTags<N> {
             .entries
             .iter()
             .position(|(t, _)| t == tag)
-            .ok_or(Error::NotFound { what: "cache tag" })?;
+            .ok_or(Error::NotFound {
+                what: Object::CacheTag,
+            })?;
         if self.entries[i].1 > 1 {
             self.entries[i].1 -= 1;
         } else {

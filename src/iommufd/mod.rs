@@ -24,7 +24,7 @@ use heapless::Vec;
 
 use crate::core::user::InvalidateOutcome;
 use crate::core::{DeviceId, DomainId, DomainKind, HwInfo, Iommu, IommuDriver, PagingFlags};
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::hal::{Hal, PAGE_SIZE};
 use crate::pgtable::Prot;
 
@@ -141,7 +141,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
                 return Err(Error::Overlap { iova: o.0.max(s) });
             }
             new.push((s, e)).map_err(|_| Error::Exhausted {
-                what: "allowed-range slots of this IOAS",
+                what: Object::IoasRange,
             })?;
         }
         let inside =
@@ -171,7 +171,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
         self.reserved
             .push((start, end))
             .map_err(|_| Error::Exhausted {
-                what: "reserved-range slots of this IOAS",
+                what: Object::IoasRange,
             })
     }
 
@@ -253,9 +253,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
                 }
             }
         }
-        best.ok_or(Error::Exhausted {
-            what: "free IOVA space of this size",
-        })
+        best.ok_or(Error::Exhausted { what: Object::Iova })
     }
 
     /// Map `[iova, iova + len)` to `paddr` in the IOAS and every paging
@@ -278,7 +276,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
         }
         if self.areas.is_full() {
             return Err(Error::Exhausted {
-                what: "mapping slots of this IOAS",
+                what: Object::IoasMapping,
             });
         }
         for (i, &d) in self.hwpts.iter().enumerate() {
@@ -376,7 +374,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
         }
         if self.hwpts.is_full() {
             return Err(Error::Exhausted {
-                what: "domain slots of this IOAS",
+                what: Object::IoasDomain,
             });
         }
         for (i, a) in self.areas.iter().enumerate() {
@@ -399,7 +397,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
             .iter()
             .position(|d| *d == hwpt)
             .ok_or(Error::NotFound {
-                what: "domain on this IOAS",
+                what: Object::IoasDomain,
             })?;
         self.hwpts.remove(i);
         Ok(())
@@ -445,7 +443,7 @@ pub fn alloc_hwpt_paging<
     core.device(dev)?;
     if ioas.hwpts.is_full() {
         return Err(Error::Exhausted {
-            what: "domain slots of this IOAS",
+            what: Object::IoasDomain,
         });
     }
     let d = core.alloc_paging(dev, flags)?;
@@ -472,7 +470,7 @@ pub fn free_hwpt_paging<
 ) -> Result<(), Error> {
     if !ioas.hwpts.contains(&hwpt) {
         return Err(Error::NotFound {
-            what: "domain on this IOAS",
+            what: Object::IoasDomain,
         });
     }
     core.free_domain(hwpt)?;

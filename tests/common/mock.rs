@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use iommu::Error;
 use iommu::core::{
     CacheTag, DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault, FaultResponder,
     HW_INFO_TYPE_NONE, HwInfo, InvalidateOutcome, Iommu, IommuDriver, PagingFormat, Response,
@@ -19,6 +18,7 @@ use iommu::drivers::vtd::user::{
     self as vtd_user, HWPT_DATA_VTD_S1, INVALIDATE_DATA_VTD_S1, VtdS1, VtdS1Caps, VtdS1Inv,
 };
 use iommu::pgtable::VtdSl;
+use iommu::{Error, Object};
 
 use super::TestHal;
 
@@ -244,7 +244,7 @@ impl<'a> Mock<'a> {
             Ok(())
         } else {
             Err(Error::NotFound {
-                what: "mock instance",
+                what: Object::Instance,
             })
         }
     }
