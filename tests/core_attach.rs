@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::TestHal;
 use common::mock::{
-    Call, Mock, SMMU_STE, Seen, UserInv, VTD_INV, VTD_S1, core_over, vtd_inv,
+    BondTuple, Call, Mock, SMMU_STE, Seen, UserInv, VTD_INV, VTD_S1, core_over, vtd_inv,
     vtd_nested_caps as vtd_caps, vtd_s1,
 };
 use common::walk::RefFormat;
@@ -646,12 +646,12 @@ fn a_domain_of_another_instance_is_incompatible_without_a_driver_call() {
 }
 
 #[test]
-fn an_sva_domain_attaches_at_a_pasid_only() {
+fn an_sva_domain_attaches_at_its_spaces_pasid_only() {
     let pool = TestHal::new(256);
     let mut core = setup(&pool);
     let space = core.register_space(SPACE, FaultTarget::None).unwrap();
     let bond = core.bind(A, space).unwrap();
-    let (sva, sp, users) = core.bond_info(bond).unwrap();
+    let (sva, sp, users) = core.bond_info(bond).unwrap().t();
     assert_eq!(users, 1);
     assert_eq!(core.space_pasid(space), Ok(Some(sp)));
     assert_eq!(core.domain_kind(sva), Ok(DomainKind::Sva));
@@ -673,15 +673,19 @@ fn an_sva_domain_attaches_at_a_pasid_only() {
         ]
     );
     let inc = Err(Error::Incompatible {
-        what: "an SVA domain attaches at a PASID only",
+        what: "an SVA domain attaches at its address space's PASID only",
     });
     assert_eq!(core.attach(A, sva), inc);
     assert_eq!(core.attach(B, sva), inc);
+    // Nor at another PASID.
+    let other = core.alloc_pasid(B).unwrap();
+    assert_eq!(core.attach_pasid(B, other, sva), inc);
+    core.free_pasid(other).unwrap();
     assert!(take(&mut core).is_empty());
     assert_eq!(core.attached(B, None), Ok(Some(DomainId::BLOCKED)));
     assert_eq!(core.domain_users(sva), Ok(1));
-    // At a PASID of another device it is fine.
-    let p = core.alloc_pasid(B).unwrap();
+    // At the space's PASID of another device it is fine.
+    let p = sp;
     core.attach_pasid(B, p, sva).unwrap();
     assert_eq!(
         take(&mut core),
@@ -768,12 +772,12 @@ fn attach_pasid_takes_every_domain_kind_and_passes_the_old_one() {
     let space = core.register_space(SPACE, FaultTarget::None).unwrap();
     // The SVA domain comes from a bind of another device.
     let bond = core.bind(B, space).unwrap();
-    let (sva, _, _) = core.bond_info(bond).unwrap();
+    // A's PASID is the space's: the only one its SVA domain attaches at.
+    let (sva, pasid, _) = core.bond_info(bond).unwrap().t();
     let sva_seen = Seen::Sva {
         tag: core.domain_hw(sva).unwrap().tag,
         root: SPACE.root,
     };
-    let pasid = core.alloc_pasid(A).unwrap();
     take(&mut core);
     let key = (0, A.id, Some(pasid));
     let steps: [(DomainId, Seen); 6] = [
@@ -1559,7 +1563,7 @@ fn only_paging_domains_map() {
     let n = nested(&mut core, A, &p);
     let space = core.register_space(SPACE, FaultTarget::None).unwrap();
     let bond = core.bind(A, space).unwrap();
-    let (sva, _, _) = core.bond_info(bond).unwrap();
+    let (sva, _, _) = core.bond_info(bond).unwrap().t();
     take(&mut core);
     let snap = pool.snapshot();
     let no_table = Error::Unsupported {

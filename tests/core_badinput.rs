@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::TestHal;
 use common::mock::{
-    Mock, SMMU_STE, Seen, VTD_INV, VTD_S1, vtd_inv, vtd_nested_caps as caps, vtd_s1,
+    BondTuple, Mock, SMMU_STE, Seen, VTD_INV, VTD_S1, vtd_inv, vtd_nested_caps as caps, vtd_s1,
 };
 use iommu::core::{
     AddressSpace, BondId, CacheTag, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind,
@@ -133,7 +133,7 @@ fn build(pool: &TestHal) -> (Box<Core<'_>>, World) {
         .register_space(space(0x7700_0000), FaultTarget::None)
         .unwrap();
     let bond = c.bind(B, sp).unwrap();
-    let (sva, sp_pasid, _) = c.bond_info(bond).unwrap();
+    let (sva, sp_pasid, _) = c.bond_info(bond).unwrap().t();
     assert_eq!(sp_pasid, 5);
     c.attach_pasid(A, 5, DomainId::IDENTITY).unwrap();
     let sp2 = c
@@ -194,7 +194,7 @@ struct Print {
     pasids_in_use: u32,
     pasids_used: Vec<bool>,
     spaces: Vec<SpacePrint>,
-    bonds: Vec<Result<(DomainId, u32, u32), Error>>,
+    bonds: Vec<Result<iommu::core::BondInfo, Error>>,
     devices: Vec<Result<DeviceInfo, Error>>,
     dropped_events: u64,
 }
@@ -747,7 +747,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         cases,
         "attach SVA at the RID",
         Err(Error::Incompatible {
-            what: "an SVA domain attaches at a PASID only"
+            what: "an SVA domain attaches at its address space's PASID only"
         }),
         |c| c.attach(B, sva)
     );
@@ -1106,7 +1106,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         cases,
         "bind without PASIDs",
         Err(Error::Unsupported {
-            what: "PASIDs on this device"
+            what: "PASIDs on this device (bind_device binds the whole device)"
         }),
         |c| c.bind(N, sp2)
     );
@@ -1114,7 +1114,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         cases,
         "bind without PASIDs, bound space",
         Err(Error::Unsupported {
-            what: "PASIDs on this device"
+            what: "PASIDs on this device (bind_device binds the whole device)"
         }),
         |c| c.bind(N, sp)
     );

@@ -24,7 +24,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::TestHal;
-use common::mock::{Call, Mock, Seen, VTD_S1, core_over, vtd_nested_caps, vtd_s1};
+use common::mock::{BondTuple, Call, Mock, Seen, VTD_S1, core_over, vtd_nested_caps, vtd_s1};
 use iommu::core::{
     AddressSpace, BondId, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind, FaultTarget,
     Iommu, PagingFlags, SpaceId,
@@ -66,7 +66,7 @@ struct Fingerprint {
     domains: Vec<(DomainId, DomainState)>,
     in_use: u32,
     spaces: Vec<SpaceState>,
-    bonds: Vec<Result<(DomainId, u32, u32), Error>>,
+    bonds: Vec<Result<iommu::core::BondInfo, Error>>,
     devices: Vec<Result<DeviceInfo, Error>>,
 }
 
@@ -687,7 +687,7 @@ fn bond_slots() {
     // Another user of an existing bond needs no slot.
     let again = c.bind(d0, w.spaces[0]).unwrap();
     assert_eq!(again, w.bonds[0]);
-    assert_eq!(c.bond_info(again).unwrap().2, 2);
+    assert_eq!(c.bond_info(again).unwrap().t().2, 2);
     c.unbind(again).unwrap();
     // One bond gone: the bind works.
     c.unbind(w.bonds[1]).unwrap();

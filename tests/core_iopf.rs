@@ -164,7 +164,7 @@ fn a_last_request_that_finds_no_room_is_answered_failure() {
 }
 
 #[test]
-fn removing_a_device_answers_invalid_once_per_pending_group() {
+fn removing_a_device_answers_invalid_once_per_complete_group_and_discards_the_rest() {
     let mut q: FaultQueue<16> = FaultQueue::new();
     let mut r = Rec::default();
     q.report(pr(8, 1, 1, 0x1000, false), &mut r).unwrap();
@@ -172,15 +172,11 @@ fn removing_a_device_answers_invalid_once_per_pending_group() {
     q.report(pr(8, 2, 5, 0x3000, true), &mut r).unwrap();
     q.report(event(8, 0x4000), &mut r).unwrap();
     q.report(pr(16, 1, 1, 0x5000, true), &mut r).unwrap();
-    q.remove_device(0, 8, &mut r).unwrap();
-    let mut got = r.0.clone();
-    got.sort_by_key(|x| x.3);
+    assert_eq!(q.remove_device(0, 8, &mut r), Ok(1), "one event dropped");
     assert_eq!(
-        got,
-        vec![
-            (0, 8, Some(1), 1, Response::Invalid),
-            (0, 8, Some(2), 5, Response::Invalid)
-        ]
+        r.0,
+        vec![(0, 8, Some(2), 5, Response::Invalid)],
+        "the complete group once; the partial group never completed"
     );
     assert_eq!(q.len(), 1, "only device 16's fault is left");
     let mut n = 0;
@@ -194,4 +190,38 @@ fn removing_a_device_answers_invalid_once_per_pending_group() {
     )
     .unwrap();
     assert_eq!(n, 1);
+    // The discarded partial group's last request finds nothing to join.
+    q.report(pr(8, 1, 1, 0x6000, true), &mut r).unwrap();
+    let mut groups = vec![];
+    q.handle(
+        |g| {
+            groups.push(g.to_vec());
+            Response::Success
+        },
+        &mut r,
+    )
+    .unwrap();
+    assert_eq!(groups, vec![vec![pr(8, 1, 1, 0x6000, true)]]);
+}
+
+/// Retiring one PASID's faults leaves the device's others alone, and a group
+/// lost to overflow at that PASID is forgotten rather than failed later.
+#[test]
+fn retiring_a_pasid_touches_only_its_faults() {
+    let mut q: FaultQueue<2> = FaultQueue::new();
+    let mut r = Rec::default();
+    q.report(pr(8, 1, 1, 0x1000, false), &mut r).unwrap();
+    q.report(pr(8, 2, 2, 0x2000, false), &mut r).unwrap();
+    // Full: this partial's group is remembered as lost.
+    q.report(pr(8, 1, 3, 0x3000, false), &mut r).unwrap();
+    assert_eq!(
+        q.retire(|i, d, p| i == 0 && d == 8 && p == Some(1), &mut r),
+        Ok(0)
+    );
+    assert!(r.0.is_empty(), "partial groups are not answered");
+    assert_eq!(q.len(), 1, "PASID 2's partial stays");
+    // The lost group's last request is not answered Failure any more.
+    q.report(pr(8, 1, 3, 0x4000, true), &mut r).unwrap();
+    assert!(r.0.is_empty());
+    assert_eq!(q.len(), 2);
 }

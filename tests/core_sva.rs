@@ -6,7 +6,7 @@
 mod common;
 
 use common::TestHal;
-use common::mock::{Call, Mock, Seen, core_over};
+use common::mock::{BondTuple, Call, Mock, Seen, core_over};
 use iommu::core::{
     AddressSpace, CacheTag, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind, FaultTarget,
     Iommu, PagingFlags, SpaceId, TagKind,
@@ -135,7 +135,7 @@ fn first_bind_takes_the_lowest_free_pasid_and_a_second_device_shares_it() {
     let ba = c.bind(a, s).unwrap();
     assert_eq!(c.space_pasid(s).unwrap(), Some(2));
     assert_eq!(c.pasids().in_use(), start + 1);
-    let (d, pasid, users) = c.bond_info(ba).unwrap();
+    let (d, pasid, users) = c.bond_info(ba).unwrap().t();
     assert_eq!((pasid, users), (2, 1));
     assert_eq!(c.domain_kind(d).unwrap(), DomainKind::Sva);
     assert_eq!(c.domain_instance(d).unwrap(), 0);
@@ -163,7 +163,7 @@ fn first_bind_takes_the_lowest_free_pasid_and_a_second_device_shares_it() {
     c.driver_mut().clear();
     let bb = c.bind(b, s).unwrap();
     assert_ne!(ba, bb);
-    assert_eq!(c.bond_info(bb).unwrap(), (d, 2, 1));
+    assert_eq!(c.bond_info(bb).unwrap().t(), (d, 2, 1));
     assert_eq!(
         c.driver().calls,
         vec![attach_call(b, Some(2), sva_seen(&c, d, 1), Seen::Blocked)],
@@ -212,9 +212,9 @@ fn the_pasid_fits_the_first_device_and_narrower_devices_are_refused() {
 
     c.free_pasid(3).unwrap();
     let bn = c.bind(narrow, s).unwrap();
-    assert_eq!(c.bond_info(bn).unwrap().1, 3);
+    assert_eq!(c.bond_info(bn).unwrap().t().1, 3);
     let bw = c.bind(wide, s).unwrap();
-    assert_eq!(c.bond_info(bw).unwrap().1, 3, "the space's PASID");
+    assert_eq!(c.bond_info(bw).unwrap().t().1, 3, "the space's PASID");
 
     // A space first bound by the wide device gets 4, beyond the narrow one.
     let bw2 = c.bind(wide, s2).unwrap();
@@ -232,7 +232,7 @@ fn the_pasid_fits_the_first_device_and_narrower_devices_are_refused() {
     assert_eq!(c.bind(narrow_x, s2), Err(Error::BadPasid { pasid: 4 }));
     assert_eq!(fingerprint(&c, &devs, &[s, s2]), before);
     assert!(c.driver().calls.is_empty(), "{:?}", c.driver().calls);
-    assert_eq!(c.bond_info(bw2).unwrap().2, 1);
+    assert_eq!(c.bond_info(bw2).unwrap().t().2, 1);
 }
 
 #[test]
@@ -242,19 +242,19 @@ fn binding_the_same_pair_again_counts_users_without_driver_calls() {
     let a = dev(&mut c, 0, 0x10, 8, false);
     let s = c.register_space(space(1), FaultTarget::None).unwrap();
     let b1 = c.bind(a, s).unwrap();
-    let (d, p, _) = c.bond_info(b1).unwrap();
+    let (d, p, _) = c.bond_info(b1).unwrap().t();
     c.driver_mut().clear();
     let in_use = c.pasids().in_use();
     let b2 = c.bind(a, s).unwrap();
     assert_eq!(b1, b2);
-    assert_eq!(c.bond_info(b1).unwrap(), (d, p, 2));
+    assert_eq!(c.bond_info(b1).unwrap().t(), (d, p, 2));
     assert!(c.driver().calls.is_empty());
     assert_eq!(c.pasids().in_use(), in_use);
     assert_eq!(c.domain_users(d).unwrap(), 1, "one attachment");
 
     // First unbind: one user left, nothing happens in hardware.
     c.unbind(b1).unwrap();
-    assert_eq!(c.bond_info(b1).unwrap(), (d, p, 1));
+    assert_eq!(c.bond_info(b1).unwrap().t(), (d, p, 1));
     assert!(c.driver().calls.is_empty());
     assert_eq!(c.attached(a, Some(p)).unwrap(), Some(d));
 
@@ -286,8 +286,12 @@ fn binding_the_same_pair_again_counts_users_without_driver_calls() {
     // A new bind of the pair is a new bond (the old id stays dead).
     let b3 = c.bind(a, s).unwrap();
     assert_ne!(b3, b1);
-    assert_eq!(c.bond_info(b3).unwrap().1, p, "the space kept its PASID");
-    assert_eq!(c.bond_info(b3).unwrap().2, 1);
+    assert_eq!(
+        c.bond_info(b3).unwrap().t().1,
+        p,
+        "the space kept its PASID"
+    );
+    assert_eq!(c.bond_info(b3).unwrap().t().2, 1);
     assert_eq!(c.bond_info(b1), Err(Error::NotFound { what: Object::Bond }));
 }
 
@@ -299,13 +303,13 @@ fn an_incompatible_domain_makes_a_second_sva_domain_on_the_instance() {
     let b = dev(&mut c, 0, 0x18, 8, false);
     let s = c.register_space(space(1), FaultTarget::None).unwrap();
     let ba = c.bind(a, s).unwrap();
-    let (d1, p, _) = c.bond_info(ba).unwrap();
+    let (d1, p, _) = c.bond_info(ba).unwrap().t();
     let t1 = tag_of(&c, d1);
     c.driver_mut().incompatible.insert(t1);
     c.driver_mut().clear();
 
     let bb = c.bind(b, s).unwrap();
-    let (d2, p2, users) = c.bond_info(bb).unwrap();
+    let (d2, p2, users) = c.bond_info(bb).unwrap().t();
     assert_ne!(d1, d2);
     assert_eq!((p2, users), (p, 1));
     let t2 = tag_of(&c, d2);
@@ -369,10 +373,10 @@ fn a_device_on_another_instance_gets_its_own_domain_without_trying_the_first() {
     let x = dev(&mut c, 1, 0x10, 8, false);
     let s = c.register_space(space(1), FaultTarget::None).unwrap();
     let ba = c.bind(a, s).unwrap();
-    let (d0, p, _) = c.bond_info(ba).unwrap();
+    let (d0, p, _) = c.bond_info(ba).unwrap().t();
     c.driver_mut().clear();
     let bx = c.bind(x, s).unwrap();
-    let (d1, px, _) = c.bond_info(bx).unwrap();
+    let (d1, px, _) = c.bond_info(bx).unwrap().t();
     assert_ne!(d0, d1);
     assert_eq!(px, p, "one PASID for the space on every instance");
     assert_eq!(c.domain_instance(d1).unwrap(), 1);
@@ -411,7 +415,7 @@ fn unbind_detaches_and_frees_the_domain_only_when_no_device_uses_it() {
     let s = c.register_space(space(1), FaultTarget::None).unwrap();
     let ba = c.bind(a, s).unwrap();
     let bb = c.bind(b, s).unwrap();
-    let (d, p, _) = c.bond_info(ba).unwrap();
+    let (d, p, _) = c.bond_info(ba).unwrap().t();
     let seen = sva_seen(&c, d, 1);
     let t = tag_of(&c, d);
     c.driver_mut().clear();
@@ -460,7 +464,7 @@ fn unbind_detaches_and_frees_the_domain_only_when_no_device_uses_it() {
     // Binding again reuses the PASID with a fresh domain.
     c.driver_mut().clear();
     let b2 = c.bind(b, s).unwrap();
-    assert_eq!(c.bond_info(b2).unwrap().1, p);
+    assert_eq!(c.bond_info(b2).unwrap().t().1, p);
     assert!(matches!(
         c.driver().calls[0],
         Call::Alloc { kind: "sva", .. }
@@ -479,14 +483,14 @@ fn teardown_unbinds_every_device_and_frees_domains_and_pasid() {
     let start = c.pasids().in_use();
     let other = c.register_space(space(2), FaultTarget::None).unwrap();
     let bo = c.bind(a, other).unwrap();
-    let po = c.bond_info(bo).unwrap().1;
+    let po = c.bond_info(bo).unwrap().t().1;
     let s = c.register_space(space(1), FaultTarget::None).unwrap();
     let ba = c.bind(a, s).unwrap();
     let bb = c.bind(b, s).unwrap();
     assert_eq!(c.bind(b, s).unwrap(), bb, "two users");
     let bx = c.bind(x, s).unwrap();
-    let (d0, p, _) = c.bond_info(ba).unwrap();
-    let d1 = c.bond_info(bx).unwrap().0;
+    let (d0, p, _) = c.bond_info(ba).unwrap().t();
+    let d1 = c.bond_info(bx).unwrap().t().0;
     let (t0, t1) = (tag_of(&c, d0), tag_of(&c, d1));
     assert_eq!(c.pasids().in_use(), start + 2);
 
@@ -562,10 +566,10 @@ fn teardown_unbinds_every_device_and_frees_domains_and_pasid() {
     assert_eq!(c.teardown_space(s), Err(gone));
     assert_eq!(c.invalidate_range(s, 0, 0x1000), Err(gone));
     // The other space is untouched.
-    assert_eq!(c.bond_info(bo).unwrap().1, po);
+    assert_eq!(c.bond_info(bo).unwrap().t().1, po);
     assert_eq!(
         c.attached(a, Some(po)).unwrap(),
-        Some(c.bond_info(bo).unwrap().0)
+        Some(c.bond_info(bo).unwrap().t().0)
     );
     assert_eq!(c.driver().live.len(), 1);
 
@@ -672,7 +676,7 @@ fn a_pasid_used_by_another_attachment_is_busy_and_nothing_changes() {
     let b = dev(&mut c, 0, 0x18, 8, false);
     let s = c.register_space(space(1), FaultTarget::None).unwrap();
     let ba = c.bind(a, s).unwrap();
-    let (d, p, _) = c.bond_info(ba).unwrap();
+    let (d, p, _) = c.bond_info(ba).unwrap().t();
     // b has its own domain at the space's PASID.
     let pd = c.alloc_paging(b, PagingFlags::empty()).unwrap();
     c.attach_pasid(b, p, pd).unwrap();
@@ -688,7 +692,7 @@ fn a_pasid_used_by_another_attachment_is_busy_and_nothing_changes() {
     // No stale bond was left: once the PASID is free, the bind is new.
     c.detach_pasid(b, p).unwrap();
     let bb = c.bind(b, s).unwrap();
-    assert_eq!(c.bond_info(bb).unwrap(), (d, p, 1));
+    assert_eq!(c.bond_info(bb).unwrap().t(), (d, p, 1));
 }
 
 #[test]
@@ -730,8 +734,8 @@ fn a_failed_fresh_bind_gives_its_pasid_back_and_leaves_no_domain() {
 
     // Then it works, at the lowest PASID (nothing leaked).
     let b = c.bind(a, s).unwrap();
-    assert_eq!(c.bond_info(b).unwrap().1, 1);
-    assert_eq!(c.bond_info(b).unwrap().2, 1);
+    assert_eq!(c.bond_info(b).unwrap().t().1, 1);
+    assert_eq!(c.bond_info(b).unwrap().t().2, 1);
 }
 
 #[test]
@@ -742,7 +746,7 @@ fn a_failed_bind_on_a_space_with_a_pasid_keeps_it_and_its_domains() {
     let b = dev(&mut c, 0, 0x18, 8, false);
     let s = c.register_space(space(1), FaultTarget::None).unwrap();
     let ba = c.bind(a, s).unwrap();
-    let (d1, p, _) = c.bond_info(ba).unwrap();
+    let (d1, p, _) = c.bond_info(ba).unwrap().t();
     let t1 = tag_of(&c, d1);
     let devs = [a, b];
     let before = fingerprint(&c, &devs, &[s]);
@@ -783,7 +787,7 @@ fn a_failed_bind_on_a_space_with_a_pasid_keeps_it_and_its_domains() {
         }
     );
     assert_eq!(c.domain_users(d1).unwrap(), 1);
-    assert_eq!(c.bond_info(ba).unwrap(), (d1, p, 1));
+    assert_eq!(c.bond_info(ba).unwrap().t(), (d1, p, 1));
 }
 
 #[test]
@@ -796,13 +800,13 @@ fn invalidate_range_reaches_every_tag_of_every_domain_with_one_wait_per_instance
     let s = c.register_space(space(1), FaultTarget::None).unwrap();
     let other = c.register_space(space(2), FaultTarget::None).unwrap();
     let ba = c.bind(a, s).unwrap();
-    let (d1, p, _) = c.bond_info(ba).unwrap();
+    let (d1, p, _) = c.bond_info(ba).unwrap().t();
     let t1 = tag_of(&c, d1);
     c.driver_mut().incompatible.insert(t1);
     let bb = c.bind(b, s).unwrap();
-    let d2 = c.bond_info(bb).unwrap().0;
+    let d2 = c.bond_info(bb).unwrap().t().0;
     let bx = c.bind(x, s).unwrap();
-    let d3 = c.bond_info(bx).unwrap().0;
+    let d3 = c.bond_info(bx).unwrap().t().0;
     // A device of the other space must not be reached.
     c.bind(b, other).unwrap();
     assert_eq!(c.space_domains(s).unwrap(), &[d1, d2, d3]);
@@ -871,7 +875,7 @@ fn sva_domains_attach_only_at_pasids_and_free_only_when_unused() {
     let a = dev(&mut c, 0, 0x10, 8, false);
     let s = c.register_space(space(1), FaultTarget::None).unwrap();
     let ba = c.bind(a, s).unwrap();
-    let (d, _, _) = c.bond_info(ba).unwrap();
+    let (d, _, _) = c.bond_info(ba).unwrap().t();
     c.driver_mut().clear();
     assert!(matches!(c.attach(a, d), Err(Error::Incompatible { .. })));
     assert!(matches!(c.free_domain(d), Err(Error::Busy { .. })));

@@ -253,6 +253,20 @@ pub trait IommuDriver: TagInvalidate + FaultResponder {
     /// how many. The core calls again while `out` comes back full.
     fn drain_faults(&mut self, instance: u16, out: &mut [Fault]) -> Result<usize, Error>;
 
+    /// Make every fault `dev` raised before this call visible to
+    /// [`drain_faults`](Self::drain_faults): page requests still on their
+    /// way to the queue, stalled transactions not yet recorded. The core
+    /// calls it, then drains, whenever one of the device's attachments ends,
+    /// so that no fault of the old attachment is delivered after the change
+    /// (VT-d: an invalidation-wait with page-request drain; SMMUv3: a
+    /// CMD_SYNC after the configuration change, for PRI and stall). The
+    /// default does nothing: right for hardware that records a fault before
+    /// it completes the change that ends the attachment.
+    fn flush_faults(&mut self, dev: &DeviceInfo) -> Result<(), Error> {
+        let _ = dev;
+        Ok(())
+    }
+
     /// Whether new mappings must be invalidated too (VT-d caching mode,
     /// CAP.CM = 1, as under emulation).
     fn flush_on_map(&self, instance: u16) -> bool {

@@ -1,22 +1,145 @@
-//! Fault routing: draining each instance's fault records, handing complete
-//! groups to the fault target of the domain attached where they came from,
-//! and iommufd-style fault objects answered by cookie.
+//! Fault routing and the end of an attachment's life.
+//!
+//! [`Iommu::process_faults`] drains each instance's fault records and hands
+//! every complete group to the fault target of the domain attached where it
+//! came from. When an attachment changes (attach, replace, detach, unbind,
+//! teardown, device removal), the core settles the faults raised under the
+//! old one before the call returns: the driver makes the device's faults
+//! visible ([`IommuDriver::flush_faults`]), the instance's queue is drained,
+//! each pending page-request group of the old attachment is answered
+//! `Invalid` exactly once (as Linux's iommufd does at detach), its partial
+//! groups are discarded, its events go to the old domain's target, and
+//! nothing of it reaches a handler afterwards. If that flush fails, the
+//! attachment is remembered as unflushed: its faults are answered or
+//! dropped on sight, its PASID is not handed out again, and later calls
+//! retry the flush.
 
 use heapless::Vec;
 
-use crate::error::{Error, Object};
+use crate::error::Error;
 use crate::hal::Hal;
 
 use super::driver::{DeviceId, IommuDriver};
 use super::iommu::*;
-use super::iopf::{Fault, FaultKind, Response};
+use super::iopf::{Access, Fault, FaultKind, Response};
 use super::slots;
+
+/// The faults of an attachment that ended: those of one device, at its
+/// requester ID, at one PASID, or all of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Retired {
+    pub(super) dev: DeviceId,
+    scope: Scope,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Scope {
+    /// Untagged requests; with `Some(attached)`, also requests tagged with
+    /// any PASID not in `attached` (the requester ID's domain took them).
+    Rid(Option<Vec<u32, PASIDS_PER_DEVICE>>),
+    /// Requests tagged with this PASID.
+    Pasid(u32),
+    /// Everything the device raised.
+    Device,
+}
+
+impl Retired {
+    /// Every fault of `dev`.
+    pub(super) fn device(dev: DeviceId) -> Self {
+        Retired {
+            dev,
+            scope: Scope::Device,
+        }
+    }
+
+    /// The faults of `device`'s attachment at `pasid` (`None`: the
+    /// requester ID, which takes unattached PASIDs too if `rid_pasids`), as
+    /// the device's state says before the change.
+    pub(super) fn at(device: &Device, pasid: Option<u32>, rid_pasids: bool) -> Self {
+        let scope = match pasid {
+            Some(p) => Scope::Pasid(p),
+            None => Scope::Rid(rid_pasids.then(|| device.pasids.iter().map(|a| a.pasid).collect())),
+        };
+        Retired {
+            dev: device.info.dev,
+            scope,
+        }
+    }
+
+    /// Whether a fault from (`instance`, `device`, `pasid`) is one of them.
+    pub(super) fn matches(&self, instance: u16, device: u32, pasid: Option<u32>) -> bool {
+        if self.dev.instance != instance || self.dev.id != device {
+            return false;
+        }
+        match (&self.scope, pasid) {
+            (Scope::Device, _) => true,
+            (Scope::Pasid(p), Some(q)) => *p == q,
+            (Scope::Pasid(_), None) => false,
+            (Scope::Rid(_), None) => true,
+            (Scope::Rid(Some(attached)), Some(q)) => !attached.contains(&q),
+            (Scope::Rid(None), Some(_)) => false,
+        }
+    }
+
+    fn covers(&self, f: &Fault) -> bool {
+        self.matches(f.instance, f.device, f.pasid)
+    }
+
+    /// Whether these are the faults of a PASID from the global allocator.
+    pub(super) fn names_pasid(&self, pasid: u32) -> bool {
+        self.scope == Scope::Pasid(pasid)
+    }
+}
+
+/// The domain a fault goes to, and its fault target: the domain attached at
+/// the fault's PASID, or at the requester ID for an untagged fault or one
+/// whose PASID the requester ID's domain takes. `None` when nothing that
+/// can handle faults (a paging, SVA or nested domain) is attached there.
+fn route<H: Hal, P>(
+    devices: &[Device],
+    slots: &Domains<H, P>,
+    f: &Fault,
+) -> Option<(DomainId, FaultTarget)> {
+    let dev = DeviceId {
+        instance: f.instance,
+        id: f.device,
+    };
+    let d = devices.iter().find(|d| d.info.dev == dev)?;
+    let id = match f.pasid.and_then(|p| d.domain_at(Some(p))) {
+        Some(id) => id,
+        None if f.pasid.is_none() => d.rid,
+        None => {
+            let rid = domain_ref(slots, d.rid).ok()?;
+            if !rid.hw.user_pasids {
+                return None;
+            }
+            d.rid
+        }
+    };
+    domain_ref(slots, id).ok().map(|d| (id, d.fault))
+}
+
+/// What fills a drain buffer before the driver writes it.
+const BLANK: Fault = Fault {
+    instance: 0,
+    device: 0,
+    pasid: None,
+    addr: 0,
+    access: Access::empty(),
+    group: 0,
+    last: true,
+    kind: FaultKind::Unrecoverable,
+};
+
+/// Fault records drained from the driver at a time.
+const BATCH: usize = 16;
 
 impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     Iommu<D, H, DOMAINS, DEVICES>
 {
     /// Unrecoverable events that reached a domain without a fault target,
-    /// or found the queue full, since the core was made.
+    /// found the queue full, or belonged to an attachment that ended before
+    /// they could be delivered, since the core was made.
     pub fn dropped_events(&self) -> u64 {
         self.dropped_events
     }
@@ -25,39 +148,140 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// batch, hand every complete group to the fault target of the domain
     /// attached where it came from (its PASID, else the requester ID), with
     /// one response per group. Handling between batches keeps a burst from
-    /// overflowing the queue with complete groups. Returns the number of
+    /// overflowing the queue with complete groups. Partial requests where
+    /// nothing can take them are not parked. Attachments whose faults could
+    /// not be flushed when they ended are flushed again; the first error is
+    /// returned after every instance was drained. Returns the number of
     /// groups and events handled.
     pub fn process_faults(&mut self) -> Result<usize, Error> {
-        let blank = Fault {
-            instance: 0,
-            device: 0,
-            pasid: None,
-            addr: 0,
-            access: super::iopf::Access::empty(),
-            group: 0,
-            last: true,
-            kind: FaultKind::Unrecoverable,
-        };
         let mut handled = 0;
+        let mut first_err = None;
         for k in 0..self.instances.len() {
             let instance = self.instances[k];
-            loop {
-                let mut buf = [blank; 16];
-                let n = self.driver.drain_faults(instance, &mut buf)?;
-                for f in &buf[..n.min(buf.len())] {
-                    if let Err(Error::Exhausted { .. }) = self.faults.report(*f, &mut self.driver) {
-                        self.dropped_events += 1;
-                    }
-                }
-                // Handle what is complete before draining more, so a burst
-                // only overflows the queue with partial groups.
-                handled += self.handle_queued()?;
-                if n < buf.len() {
-                    break;
+            match self.drain(instance, None) {
+                Ok(n) => handled += n,
+                Err(e) => {
+                    first_err.get_or_insert(e);
                 }
             }
+            if let Err(e) = self.retry_unflushed(|r| r.dev.instance == instance) {
+                first_err.get_or_insert(e);
+            }
         }
-        Ok(handled)
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(handled),
+        }
+    }
+
+    /// Drain `instance` until the driver has nothing more, taking each fault
+    /// (`ending`: an attachment being changed) and handling what is complete
+    /// after each batch.
+    fn drain(&mut self, instance: u16, ending: Option<&Retired>) -> Result<usize, Error> {
+        let mut handled = 0;
+        loop {
+            let mut buf = [BLANK; BATCH];
+            let n = self.driver.drain_faults(instance, &mut buf)?;
+            for f in &buf[..n.min(BATCH)] {
+                self.take(*f, ending)?;
+            }
+            // Handle what is complete before draining more, so a burst
+            // only overflows the queue with partial groups.
+            handled += self.handle_queued()?;
+            if n < BATCH {
+                return Ok(handled);
+            }
+        }
+    }
+
+    /// One drained fault. A page request of an ending (or unflushed)
+    /// attachment is answered `Invalid` at its last request and otherwise
+    /// dropped; an event of an unflushed one is dropped (an ending one's
+    /// still goes to the old domain, which is attached until the change
+    /// completes). A partial request nothing can take is not parked.
+    fn take(&mut self, f: Fault, ending: Option<&Retired>) -> Result<(), Error> {
+        let recoverable = f.kind != FaultKind::Unrecoverable;
+        let by_change = ending.is_some_and(|r| r.covers(&f));
+        let by_unflushed = self.unflushed.iter().any(|r| r.covers(&f));
+        if recoverable && (by_change || by_unflushed) {
+            if f.last {
+                return self.driver.respond(
+                    f.instance,
+                    f.device,
+                    f.pasid,
+                    f.group,
+                    Response::Invalid,
+                );
+            }
+            return Ok(());
+        }
+        if !recoverable && by_unflushed && !by_change {
+            self.dropped_events += 1;
+            return Ok(());
+        }
+        if recoverable && !f.last && route(&self.devices, &self.slots, &f).is_none() {
+            return Ok(());
+        }
+        if let Err(Error::Exhausted { .. }) = self.faults.report(f, &mut self.driver) {
+            self.dropped_events += 1;
+        }
+        Ok(())
+    }
+
+    /// Flush the faults of an attachment that is ending (the hardware no
+    /// longer translates through it; the core's state still names it): make
+    /// the device's faults visible, drain its instance, then forget
+    /// everything of it that is still held.
+    pub(super) fn settle(&mut self, r: &Retired) -> Result<(), Error> {
+        let info = self.device(r.dev)?;
+        self.driver.flush_faults(&info)?;
+        self.drain(r.dev.instance, Some(r))?;
+        self.purge(r)
+    }
+
+    /// Drop what the core holds of `r`: each complete page-request group
+    /// answered `Invalid` once, partial groups discarded, events dropped
+    /// (counted), in the queue and in every fault object, read or not.
+    fn purge(&mut self, r: &Retired) -> Result<(), Error> {
+        let events = self
+            .faults
+            .retire(|i, d, p| r.matches(i, d, p), &mut self.driver)?;
+        self.dropped_events += events as u64;
+        for obj in slots::live_mut(&mut self.objects) {
+            while let Some(i) = obj.pending.iter().position(|p| r.covers(&p.last())) {
+                let group = obj.pending.remove(i);
+                if group.last().kind == FaultKind::Unrecoverable {
+                    self.dropped_events += 1;
+                }
+                group.answer(&mut self.driver, Response::Invalid)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flush again the unflushed attachments `which` selects; each one that
+    /// succeeds is forgotten and the PASIDs it held back are freed. Stops at
+    /// the first failure.
+    pub(super) fn retry_unflushed(
+        &mut self,
+        which: impl Fn(&Retired) -> bool,
+    ) -> Result<(), Error> {
+        let mut i = 0;
+        let result = loop {
+            let Some(r) = self.unflushed.get(i).cloned() else {
+                break Ok(());
+            };
+            if !which(&r) {
+                i += 1;
+                continue;
+            }
+            if let Err(e) = self.settle(&r) {
+                break Err(e);
+            }
+            self.unflushed.swap_remove(i);
+        };
+        self.release_deferred();
+        result
     }
 
     /// Route every complete group in the queue (see `process_faults`).
@@ -71,16 +295,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             |group| {
                 let f = group[group.len() - 1];
                 let recoverable = f.kind != FaultKind::Unrecoverable;
-                let dev = DeviceId {
-                    instance: f.instance,
-                    id: f.device,
-                };
-                let target = devices
-                    .iter()
-                    .find(|d| d.info.dev == dev)
-                    .and_then(|d| d.domain_at(f.pasid))
-                    .and_then(|id| domain_ref(slots, id).ok().map(|d| (id, d.fault)));
-                match target {
+                match route(devices, slots, &f) {
                     Some((id, FaultTarget::Handler(h))) => Some((h.func)(h.cookie, id, group)),
                     Some((_, FaultTarget::Object(o))) => {
                         let Ok(obj) = slots::get_mut(objects, o) else {
@@ -122,88 +337,5 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             },
             &mut self.driver,
         )
-    }
-
-    pub(super) fn object_ref(&self, id: FaultObjectId) -> Result<&FaultObject, Error> {
-        slots::get(&self.objects, id)
-    }
-
-    pub(super) fn object_mut(&mut self, id: FaultObjectId) -> Result<&mut FaultObject, Error> {
-        slots::get_mut(&mut self.objects, id)
-    }
-
-    /// A fault object: route a domain's faults to it with
-    /// [`set_fault_target`](Self::set_fault_target), read them with
-    /// [`fault_read`](Self::fault_read), answer with
-    /// [`fault_respond`](Self::fault_respond).
-    pub fn alloc_fault_object(&mut self) -> Result<FaultObjectId, Error> {
-        let i = slots::vacant(&self.objects, Object::FaultObject)?;
-        let object = FaultObject {
-            users: 0,
-            pending: Vec::new(),
-        };
-        Ok(slots::fill(&mut self.objects, i, object))
-    }
-
-    /// Free a fault object no domain routes to; its unanswered page requests
-    /// are answered `Invalid`.
-    pub fn free_fault_object(&mut self, id: FaultObjectId) -> Result<(), Error> {
-        if self.object_ref(id)?.users != 0 {
-            return Err(Error::Busy {
-                what: "domains still route faults to this object",
-            });
-        }
-        let o = slots::get_mut(&mut self.objects, id)?;
-        while let Some(p) = o.pending.pop() {
-            p.answer(&mut self.driver, Response::Invalid)?;
-        }
-        slots::take(&mut self.objects, id)?;
-        Ok(())
-    }
-
-    /// Hand out the faults of groups not read yet, whole groups only, as many
-    /// as fit in `out`; returns how many were written. Events are handed out
-    /// once and forgotten; page-request groups wait for their response.
-    pub fn fault_read(&mut self, id: FaultObjectId, out: &mut [UserFault]) -> Result<usize, Error> {
-        let o = self.object_mut(id)?;
-        let mut n = 0;
-        for p in o.pending.iter_mut().filter(|p| !p.read) {
-            if n + p.faults.len() > out.len() {
-                break;
-            }
-            for f in &p.faults {
-                out[n] = UserFault {
-                    cookie: p.cookie,
-                    fault: *f,
-                };
-                n += 1;
-            }
-            p.read = true;
-        }
-        o.pending
-            .retain(|p| !(p.read && p.last().kind == FaultKind::Unrecoverable));
-        Ok(n)
-    }
-
-    /// Answer the group a read fault belonged to. Unknown or unread cookies
-    /// are refused (`NotFound`); if the driver fails to send, the group
-    /// stays pending.
-    pub fn fault_respond(
-        &mut self,
-        id: FaultObjectId,
-        cookie: u32,
-        response: Response,
-    ) -> Result<(), Error> {
-        let o = slots::get(&self.objects, id)?;
-        let i = o
-            .pending
-            .iter()
-            .position(|p| p.read && p.cookie == cookie)
-            .ok_or(Error::NotFound {
-                what: Object::FaultCookie,
-            })?;
-        o.pending[i].answer(&mut self.driver, response)?;
-        self.object_mut(id)?.pending.remove(i);
-        Ok(())
     }
 }

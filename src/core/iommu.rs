@@ -11,6 +11,7 @@ use crate::hal::Hal;
 
 use super::domain::Table;
 use super::driver::{DeviceId, DeviceInfo, DomainHw, HwInfo, IommuDriver, PagingFlags};
+use super::fault::Retired;
 use super::iopf::{Fault, FaultKind, FaultQueue, FaultResponder, Response};
 use super::pasid::{Pasid, PasidAllocator};
 use super::slots::{self, Slot};
@@ -34,6 +35,9 @@ pub const BONDS: usize = 64;
 pub const FAULTS: usize = 64;
 /// iommufd-style fault objects.
 pub const FAULT_OBJECTS: usize = 4;
+/// Attachments whose old faults could not be flushed yet (a driver's flush
+/// or drain failed after the hardware change was made).
+pub const UNFLUSHED: usize = 8;
 /// Groups one fault object holds until the user answers them.
 pub const DEFERRED_GROUPS: usize = 16;
 /// Faults in one group a fault object can hold.
@@ -141,10 +145,21 @@ pub(super) struct Domain<H: Hal, P> {
     pub(super) fault: FaultTarget,
 }
 
+/// A domain attached at one PASID of a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Attachment {
+    pub(super) pasid: u32,
+    pub(super) domain: DomainId,
+    /// An SVA bond made it and owns it: only unbind changes it.
+    pub(super) bond: bool,
+}
+
 pub(super) struct Device {
     pub(super) info: DeviceInfo,
     pub(super) rid: DomainId,
-    pub(super) pasids: Vec<(u32, DomainId), PASIDS_PER_DEVICE>,
+    /// A whole-device SVA bond owns the requester ID's attachment.
+    pub(super) rid_bond: bool,
+    pub(super) pasids: Vec<Attachment, PASIDS_PER_DEVICE>,
     /// The ID a guest knows the device by, under a nest parent (the guest's
     /// stage 2): user invalidations naming a device use it.
     pub(super) virt: Option<(DomainId, u32)>,
@@ -155,7 +170,20 @@ impl Device {
     pub(super) fn domain_at(&self, pasid: Option<u32>) -> Option<DomainId> {
         match pasid {
             None => Some(self.rid),
-            Some(p) => self.pasids.iter().find(|(q, _)| *q == p).map(|(_, id)| *id),
+            Some(p) => self.attachment(p).map(|a| a.domain),
+        }
+    }
+
+    /// The attachment at PASID `pasid`.
+    pub(super) fn attachment(&self, pasid: u32) -> Option<&Attachment> {
+        self.pasids.iter().find(|a| a.pasid == pasid)
+    }
+
+    /// Whether a bond owns the attachment at `pasid` (`None`: the RID).
+    pub(super) fn bonded(&self, pasid: Option<u32>) -> bool {
+        match pasid {
+            None => self.rid_bond,
+            Some(p) => self.attachment(p).is_some_and(|a| a.bond),
         }
     }
 }
@@ -172,7 +200,9 @@ pub(super) struct Bond {
     pub(super) dev: DeviceId,
     pub(super) space: SpaceId,
     pub(super) domain: DomainId,
-    pub(super) pasid: u32,
+    /// Where it is attached: the space's PASID, or the requester ID for a
+    /// whole-device bond.
+    pub(super) pasid: Option<u32>,
     pub(super) users: u32,
 }
 
@@ -234,6 +264,14 @@ pub struct Iommu<
     pub(super) objects: [Slot<FaultObject>; FAULT_OBJECTS],
     pub(super) next_cookie: u32,
     pub(super) dropped_events: u64,
+    /// Attachments changed in hardware whose earlier faults could not be
+    /// flushed: their faults are answered `Invalid` (or dropped) until a
+    /// flush succeeds.
+    pub(super) unflushed: Vec<Retired, UNFLUSHED>,
+    /// PASIDs freed while faults for them may still be in flight (an
+    /// unflushed attachment names them): kept taken in the allocator until
+    /// those faults are flushed.
+    pub(super) deferred: Vec<u32, UNFLUSHED>,
 }
 
 pub(super) type Domains<H, P> = [Slot<Domain<H, P>>];
@@ -271,6 +309,8 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             objects: [Slot::EMPTY; FAULT_OBJECTS],
             next_cookie: 1,
             dropped_events: 0,
+            unflushed: Vec::new(),
+            deferred: Vec::new(),
         }
     }
 
@@ -354,6 +394,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             .push(Device {
                 info,
                 rid: DomainId::BLOCKED,
+                rid_bond: false,
                 pasids: Vec::new(),
                 virt: None,
             })
@@ -363,8 +404,11 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     }
 
     /// Forget a device that has nothing attached (RID Blocked, no PASID
-    /// attachments, no bonds). Its pending page requests are answered
-    /// `Invalid` and its queued events dropped.
+    /// attachments, no bonds). Its faults are flushed first, as at a detach:
+    /// the driver's fault queue is drained, every pending page-request group
+    /// of the device is answered `Invalid` once, partial groups and events
+    /// are dropped, and none reaches a handler afterwards. If that flush
+    /// fails the device stays registered and the error is returned.
     pub fn remove_device(&mut self, dev: DeviceId) -> Result<(), Error> {
         let di = self.device_index(dev)?;
         let d = &self.devices[di];
@@ -373,18 +417,10 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "device still has domains attached",
             });
         }
-        self.faults
-            .remove_device(dev.instance, dev.id, &mut self.driver)?;
-        for obj in slots::live_mut(&mut self.objects) {
-            while let Some(i) = obj.pending.iter().position(|p| {
-                let f = p.last();
-                f.instance == dev.instance && f.device == dev.id
-            }) {
-                obj.pending
-                    .remove(i)
-                    .answer(&mut self.driver, Response::Invalid)?;
-            }
-        }
+        self.settle(&Retired::device(dev))?;
+        // The device's own flush covered whatever its changes left unflushed.
+        self.unflushed.retain(|r| r.dev != dev);
+        self.release_deferred();
         self.devices.swap_remove(di);
         Ok(())
     }
@@ -408,15 +444,14 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     }
 
     /// Give a PASID from [`alloc_pasid`](Self::alloc_pasid) back. Refused
-    /// (`Busy`) while anything is attached at it or an address space owns it.
+    /// (`Busy`) while anything is attached at it or an address space owns
+    /// it. A PASID whose faults could not be flushed when it was detached is
+    /// freed but not handed out again until they are.
     pub fn free_pasid(&mut self, pasid: u32) -> Result<(), Error> {
-        if !self.pasids.is_used(pasid) {
+        if !self.pasids.is_used(pasid) || self.deferred.contains(&pasid) {
             return Err(Error::BadPasid { pasid });
         }
-        let attached = self
-            .devices
-            .iter()
-            .any(|d| d.pasids.iter().any(|(p, _)| *p == pasid));
+        let attached = self.devices.iter().any(|d| d.attachment(pasid).is_some());
         let owned = slots::live::<_, SpaceId>(&self.spaces)
             .any(|(_, s)| s.pasid.is_some_and(|p| p.get() == pasid));
         if attached || owned {
@@ -424,12 +459,47 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "PASID in use",
             });
         }
-        self.pasids.free(Pasid::new(pasid)?)
+        self.release_pasid(Pasid::new(pasid)?)
+    }
+
+    /// Give `pasid` back to the allocator, or, while an unflushed attachment
+    /// names it, once that attachment's faults are flushed.
+    pub(super) fn release_pasid(&mut self, pasid: Pasid) -> Result<(), Error> {
+        if self.unflushed.iter().any(|r| r.names_pasid(pasid.get())) {
+            return self
+                .deferred
+                .push(pasid.get())
+                .map_err(|_| Error::Exhausted {
+                    what: Object::UnflushedAttachment,
+                });
+        }
+        self.pasids.free(pasid)
+    }
+
+    /// Free the deferred PASIDs no unflushed attachment names any more.
+    pub(super) fn release_deferred(&mut self) {
+        let mut i = 0;
+        while i < self.deferred.len() {
+            let p = self.deferred[i];
+            if self.unflushed.iter().any(|r| r.names_pasid(p)) {
+                i += 1;
+                continue;
+            }
+            self.deferred.swap_remove(i);
+            if let Ok(p) = Pasid::new(p) {
+                // Taken until now: cannot be refused.
+                let _ = self.pasids.free(p);
+            }
+        }
     }
 
     pub(super) fn check_pasid(&self, info: &DeviceInfo, pasid: u32) -> Result<(), Error> {
         let below_width = info.pasid_bits != 0 && (pasid as u64) < (1u64 << info.pasid_bits);
-        if pasid == 0 || !below_width || !self.pasids.is_used(pasid) {
+        if pasid == 0
+            || !below_width
+            || !self.pasids.is_used(pasid)
+            || self.deferred.contains(&pasid)
+        {
             return Err(Error::BadPasid { pasid });
         }
         Ok(())

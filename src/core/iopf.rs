@@ -254,27 +254,26 @@ impl<const N: usize> FaultQueue<N> {
         Ok(handled)
     }
 
-    /// The device is going away: answer `Invalid` once for every group of it
-    /// still pending (complete or partial) and drop its faults and events.
-    pub fn remove_device<R: FaultResponder>(
-        &mut self,
-        instance: u16,
-        device: u32,
-        responder: &mut R,
-    ) -> Result<(), Error> {
+    /// An attachment ended: forget every fault `retired(instance, device,
+    /// pasid)` selects. Each complete page-request group among them is
+    /// answered `Invalid` once; partial groups are discarded (a last request
+    /// arriving later finds nothing to join), as are groups remembered as
+    /// lost to overflow; events are dropped. Returns how many events were
+    /// dropped. A responder error stops it; the group it failed for is gone.
+    pub fn retire<F, R>(&mut self, retired: F, responder: &mut R) -> Result<usize, Error>
+    where
+        F: Fn(u16, u32, Option<u32>) -> bool,
+        R: FaultResponder,
+    {
+        let selects = |f: &Fault| retired(f.instance, f.device, f.pasid);
         self.failed
-            .retain(|k| !(k.instance == instance && k.device == device));
+            .retain(|k| !retired(k.instance, k.device, k.pasid));
         while let Some(i) = self
             .faults
             .iter()
-            .position(|f| f.instance == instance && f.device == device)
+            .position(|f| f.last && f.kind != FaultKind::Unrecoverable && selects(f))
         {
-            let f = self.faults[i];
-            if f.kind == FaultKind::Unrecoverable {
-                self.faults.remove(i);
-                continue;
-            }
-            let key = Key::of(&f);
+            let key = Key::of(&self.faults[i]);
             self.drop_group(key);
             responder.respond(
                 key.instance,
@@ -284,6 +283,22 @@ impl<const N: usize> FaultQueue<N> {
                 Response::Invalid,
             )?;
         }
-        Ok(())
+        let events = self
+            .faults
+            .iter()
+            .filter(|f| f.kind == FaultKind::Unrecoverable && selects(f))
+            .count();
+        self.faults.retain(|f| !selects(f));
+        Ok(events)
+    }
+
+    /// The device is going away: [`retire`](Self::retire) all its faults.
+    pub fn remove_device<R: FaultResponder>(
+        &mut self,
+        instance: u16,
+        device: u32,
+        responder: &mut R,
+    ) -> Result<usize, Error> {
+        self.retire(|i, d, _| i == instance && d == device, responder)
     }
 }

@@ -13,6 +13,7 @@ mod attach;
 mod domain;
 pub mod driver;
 mod fault;
+mod fault_object;
 pub mod iommu;
 pub mod iopf;
 mod nested;
@@ -29,6 +30,6 @@ pub use driver::{
 pub use iommu::{DomainId, DomainKind, FaultHandler, FaultObjectId, FaultTarget, Iommu, UserFault};
 pub use iopf::{Access, Fault, FaultKind, FaultQueue, FaultResponder, Response};
 pub use pasid::{Pasid, PasidAllocator};
-pub use sva::{AddressSpace, BondId, CpuFormat, SpaceId};
+pub use sva::{AddressSpace, BondId, BondInfo, CpuFormat, SpaceId};
 pub use tags::{CacheTag, CacheTags, TagInvalidate, TagKind};
 pub use user::{InvalidateOutcome, UserArray, UserData, VirtualIds};

@@ -42,6 +42,18 @@ pub struct SpaceId {
     pub(crate) generation: u16,
 }
 
+/// What a bond is (see [`Iommu::bond_info`](super::Iommu::bond_info)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BondInfo {
+    /// The SVA domain it attached.
+    pub domain: DomainId,
+    /// Where: the space's PASID, or `None` for a whole-device bond (the
+    /// requester ID).
+    pub pasid: Option<u32>,
+    /// How many binds it counts.
+    pub users: u32,
+}
+
 /// Names one device's binding to an address space (refcounted: binding the
 /// same pair again gives the same bond).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,6 +67,7 @@ use heapless::Vec;
 use crate::error::{Error, Object};
 use crate::hal::Hal;
 
+use super::attach::{Changed, Owner, flushed};
 use super::driver::{DeviceId, DeviceInfo, IommuDriver};
 use super::iommu::*;
 use super::pasid::Pasid;
@@ -111,34 +124,52 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         Ok(&self.space_ref(id)?.domains)
     }
 
-    /// The domain and PASID a bond uses, and its user count.
-    pub fn bond_info(&self, id: BondId) -> Result<(DomainId, u32, u32), Error> {
+    /// The domain a bond uses, where, and its user count.
+    pub fn bond_info(&self, id: BondId) -> Result<BondInfo, Error> {
         let b = slots::get(&self.bonds, id)?;
-        Ok((b.domain, b.pasid, b.users))
+        Ok(BondInfo {
+            domain: b.domain,
+            pasid: b.pasid,
+            users: b.users,
+        })
+    }
+
+    fn find_bond(&self, dev: DeviceId, space: SpaceId, whole: bool) -> Option<BondId> {
+        slots::live::<_, BondId>(&self.bonds)
+            .find(|(_, b)| b.dev == dev && b.space == space && b.pasid.is_none() == whole)
+            .map(|(id, _)| id)
+    }
+
+    /// One more user of an existing bond.
+    fn reuse_bond(&mut self, id: BondId) -> Result<BondId, Error> {
+        let b = slots::get_mut(&mut self.bonds, id)?;
+        b.users = b.users.checked_add(1).ok_or(Error::Exhausted {
+            what: Object::BondUser,
+        })?;
+        Ok(id)
     }
 
     /// Give `dev` access to an address space at the space's PASID (taken
     /// from the global allocator at its first bind, below the device's
     /// width). Binding the same pair again returns the same bond with one
     /// more user. An existing SVA domain of the space on the device's
-    /// instance is reused unless the driver answers `Incompatible`; only
-    /// then is a new one allocated.
+    /// instance is reused unless the driver answers `Incompatible` (or its
+    /// cache-tag slots are full); only then is a new one allocated.
+    ///
+    /// The bond owns its attachment: attach or detach at that PASID is
+    /// refused (`Busy`) until [`unbind`](Self::unbind). If the attachment was
+    /// made but flushing the faults raised at that PASID before it failed,
+    /// the bond is still returned; the flush is retried (and its error
+    /// reported) by [`process_faults`](Self::process_faults).
     pub fn bind(&mut self, dev: DeviceId, space: SpaceId) -> Result<BondId, Error> {
         let info = self.device(dev)?;
         let s = self.space_ref(space)?;
-        let bound = slots::live::<_, BondId>(&self.bonds)
-            .find(|(_, b)| b.dev == dev && b.space == space)
-            .map(|(id, _)| id);
-        if let Some(id) = bound {
-            let b = slots::get_mut(&mut self.bonds, id)?;
-            b.users = b.users.checked_add(1).ok_or(Error::Exhausted {
-                what: Object::BondUser,
-            })?;
-            return Ok(id);
+        if let Some(id) = self.find_bond(dev, space, false) {
+            return self.reuse_bond(id);
         }
         if info.pasid_bits == 0 {
             return Err(Error::Unsupported {
-                what: "PASIDs on this device",
+                what: "PASIDs on this device (bind_device binds the whole device)",
             });
         }
         let bond_index = slots::vacant(&self.bonds, Object::Bond)?;
@@ -151,12 +182,12 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             }
             None => (self.pasids.alloc(info.pasid_bits as u32)?.get(), true),
         };
-        let result = self.bind_at(&info, space, pasid);
-        let domain = match result {
+        let domain = match self.bind_at(&info, space, Some(pasid)) {
             Ok(d) => d,
             Err(e) => {
                 if fresh {
                     if let Ok(p) = Pasid::new(pasid) {
+                        // Taken above: cannot be refused.
                         let _ = self.pasids.free(p);
                     }
                 }
@@ -172,47 +203,89 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             dev,
             space,
             domain,
-            pasid,
+            pasid: Some(pasid),
             users: 1,
         };
         Ok(slots::fill(&mut self.bonds, bond_index, bond))
     }
 
-    /// Attach an SVA domain of `space` at `pasid` of the device: an existing
-    /// compatible one, else a new one.
+    /// Give the whole of `dev` access to an address space: its requester ID
+    /// (untagged DMA) translates through the space's SVA domain, as VT-d's
+    /// RID_PASID entry or an SMMUv3 stream without substreams. For devices
+    /// without PASID support, and for hypervisors and unikernels whose
+    /// device should simply share the CPU's address space. The requester ID
+    /// must be Blocked (`Busy` otherwise); the space needs no PASID. The same
+    /// entry writer and domain reuse as [`bind`](Self::bind) apply, and the
+    /// bond owns the requester ID's attachment until
+    /// [`unbind`](Self::unbind) leaves it Blocked.
+    pub fn bind_device(&mut self, dev: DeviceId, space: SpaceId) -> Result<BondId, Error> {
+        let info = self.device(dev)?;
+        self.space_ref(space)?;
+        if let Some(id) = self.find_bond(dev, space, true) {
+            return self.reuse_bond(id);
+        }
+        let di = self.device_index(dev)?;
+        if self.devices[di].rid != DomainId::BLOCKED || self.devices[di].rid_bond {
+            return Err(Error::Busy {
+                what: "the device's requester ID is attached (detach it first)",
+            });
+        }
+        let bond_index = slots::vacant(&self.bonds, Object::Bond)?;
+        let domain = self.bind_at(&info, space, None)?;
+        let bond = Bond {
+            dev,
+            space,
+            domain,
+            pasid: None,
+            users: 1,
+        };
+        Ok(slots::fill(&mut self.bonds, bond_index, bond))
+    }
+
+    /// Attach an SVA domain of `space` at `pasid` of the device (`None`:
+    /// its requester ID), owned by a bond: an existing compatible one, else
+    /// a new one.
     pub(super) fn bind_at(
         &mut self,
         info: &DeviceInfo,
         space: SpaceId,
-        pasid: u32,
+        pasid: Option<u32>,
     ) -> Result<DomainId, Error> {
-        if self.attached(info.dev, Some(pasid))?.is_some() {
-            return Err(Error::Busy {
-                what: "the address space's PASID is in use on this device",
-            });
-        }
         let di = self.device_index(info.dev)?;
-        if self.devices[di].pasids.is_full() {
-            return Err(Error::Exhausted {
-                what: Object::Attachment,
-            });
+        if let Some(p) = pasid {
+            if self.devices[di].attachment(p).is_some() {
+                return Err(Error::Busy {
+                    what: "the address space's PASID is in use on this device",
+                });
+            }
+            if self.devices[di].pasids.is_full() {
+                return Err(Error::Exhausted {
+                    what: Object::Attachment,
+                });
+            }
         }
         let existing = self.space_ref(space)?.domains.clone();
         for d in existing {
             if self.domain_instance(d)? != info.dev.instance {
                 continue;
             }
-            match self.attach_at(info.dev, Some(pasid), d) {
-                Ok(()) => return Ok(d),
+            // A failed fault flush stays recorded and is retried later.
+            match self.attach_as(info.dev, pasid, d, Owner::Bond) {
+                Ok(_) => return Ok(d),
                 // Another domain of the space (a new one if need be) may
                 // serve the device: the driver refused this one, or its
                 // cache-tag slots are full.
-                Err(Error::Incompatible { .. } | Error::Exhausted { .. }) => continue,
+                Err(
+                    Error::Incompatible { .. }
+                    | Error::Exhausted {
+                        what: Object::CacheTag,
+                    },
+                ) => continue,
                 Err(e) => return Err(e),
             }
         }
         let d = self.alloc_sva(info, space)?;
-        if let Err(e) = self.attach_at(info.dev, Some(pasid), d) {
+        if let Err(e) = self.attach_as(info.dev, pasid, d, Owner::Bond) {
             // Attached nowhere: freeing cannot be refused.
             let _ = self.free_domain(d);
             return Err(e);
@@ -220,42 +293,72 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         Ok(d)
     }
 
-    /// Drop one user of a bond. At zero users the device's PASID is
-    /// detached, and the SVA domain freed when no other device uses it. The
-    /// space keeps its PASID until [`teardown_space`](Self::teardown_space).
+    /// Drop one user of a bond. At zero users its attachment is removed
+    /// (the PASID detached, or the requester ID left Blocked), with the
+    /// faults raised under it flushed as at a detach, and the SVA domain
+    /// freed when no other device uses it. The space keeps its PASID until
+    /// [`teardown_space`](Self::teardown_space). If the hardware refuses,
+    /// nothing changes. If the attachment was removed but the fault flush
+    /// failed, the bond is gone and the flush error is returned.
     pub fn unbind(&mut self, id: BondId) -> Result<(), Error> {
         let b = *slots::get(&self.bonds, id)?;
         if b.users > 1 {
             slots::get_mut(&mut self.bonds, id)?.users -= 1;
             return Ok(());
         }
-        self.detach_pasid(b.dev, b.pasid)?;
+        flushed(self.release_bond(id))
+    }
+
+    /// Remove a bond's attachment whatever its users, then the bond, then
+    /// its SVA domain if nothing else uses it.
+    fn release_bond(&mut self, id: BondId) -> Changed {
+        let b = *slots::get(&self.bonds, id)?;
+        let changed = match b.pasid {
+            Some(p) => self.detach_as(b.dev, p, Owner::Bond)?,
+            None => self.attach_as(b.dev, None, DomainId::BLOCKED, Owner::Bond)?,
+        };
         slots::take(&mut self.bonds, id)?;
         if self.domain_users(b.domain)? == 0 {
             self.free_domain(b.domain)?;
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// The address space is going away: unbind every device from it, free
-    /// its SVA domains and its PASID, and forget it. Stops at the first
-    /// hardware error (what was unbound stays unbound; call again).
+    /// its SVA domains and its PASID, and forget it.
+    ///
+    /// Refused (`Busy`), changing nothing, while the space's PASID is
+    /// attached anywhere other than through the space's own bonds. A
+    /// hardware error stops it: the bonds released so far stay released and
+    /// the rest are intact (call again). The PASID is not handed out again
+    /// before the faults raised at it are flushed; a failed flush is
+    /// returned after the teardown completed.
     pub fn teardown_space(&mut self, id: SpaceId) -> Result<(), Error> {
-        self.space_ref(id)?;
-        while let Some(bond) = self.bond_of_space(id) {
-            slots::get_mut(&mut self.bonds, bond)?.users = 1;
-            self.unbind(bond)?;
+        if let Some(p) = self.space_ref(id)?.pasid {
+            let outside = self
+                .devices
+                .iter()
+                .any(|d| d.attachment(p.get()).is_some_and(|a| !a.bond));
+            if outside {
+                return Err(Error::Busy {
+                    what: "the address space's PASID is attached outside its bonds",
+                });
+            }
         }
-        // Domains the embedder attached itself keep the space alive.
+        let mut flush_err = None;
+        while let Some(bond) = self.bond_of_space(id) {
+            if let Some(e) = self.release_bond(bond)? {
+                flush_err.get_or_insert(e);
+            }
+        }
         let domains = self.space_ref(id)?.domains.clone();
         for d in domains {
             self.free_domain(d)?;
         }
         if let Some(p) = slots::take(&mut self.spaces, id)?.pasid {
-            // Taken at the space's first bind and never freed since.
-            let _ = self.pasids.free(p);
+            self.release_pasid(p)?;
         }
-        Ok(())
+        flush_err.map_or(Ok(()), Err)
     }
 
     pub(super) fn bond_of_space(&self, space: SpaceId) -> Option<BondId> {

@@ -166,6 +166,11 @@ pub enum Call {
         response: Response,
     },
     Drain(u16),
+    /// The core asked for the device's faults to be made visible.
+    FlushFaults {
+        instance: u16,
+        device: u32,
+    },
 }
 
 /// The mock. Instances `0..instances` exist.
@@ -198,6 +203,17 @@ pub struct Mock<'a> {
     user_invs: usize,
     /// The next response fails with `Timeout`.
     pub fail_respond: bool,
+    /// Fault flushes (`flush_faults`) fail with `Timeout` while set.
+    pub fail_flush: bool,
+    /// Drains fail with `Hardware` while set.
+    pub fail_drain: bool,
+    /// Record the fault flush of each attachment change: `flush_faults` and
+    /// the drains that follow it. Off by default, so that tests of attach
+    /// sequences see only the attach calls; the life-cycle tests turn it on.
+    pub record_flushes: bool,
+    /// Inside a fault flush: from `flush_faults` to the drain that finds the
+    /// queue empty (returns less than its buffer), as the core drains.
+    flushing: bool,
     /// Fault records waiting to be drained, per instance.
     pub pending: BTreeMap<u16, VecDeque<Fault>>,
     /// Nesting capabilities offered.
@@ -227,6 +243,10 @@ impl<'a> Mock<'a> {
             fail_user_inv_at: None,
             user_invs: 0,
             fail_respond: false,
+            fail_flush: false,
+            fail_drain: false,
+            record_flushes: false,
+            flushing: false,
             pending: BTreeMap::new(),
             nested: None,
             format: PagingFormat::VtdSl(VtdSl::new(48, LargePages::all()).unwrap()),
@@ -294,6 +314,21 @@ impl<'a> Mock<'a> {
     pub fn clear(&mut self) {
         self.calls.clear();
     }
+
+    /// Record a call, unless it belongs to a fault flush nobody asked to see.
+    fn record(&mut self, call: Call) {
+        let flush_call = match call {
+            Call::FlushFaults { .. } => {
+                self.flushing = true;
+                true
+            }
+            Call::Drain(_) => self.flushing,
+            _ => false,
+        };
+        if self.record_flushes || !flush_call {
+            self.calls.push(call);
+        }
+    }
 }
 
 impl TagInvalidate for Mock<'_> {
@@ -305,7 +340,7 @@ impl TagInvalidate for Mock<'_> {
         tables_freed: bool,
     ) -> Result<(), Error> {
         self.known(tag.instance)?;
-        self.calls.push(Call::Invalidate {
+        self.record(Call::Invalidate {
             tag: *tag,
             range,
             page_size,
@@ -324,7 +359,7 @@ impl TagInvalidate for Mock<'_> {
     fn wait(&mut self, instance: u16) -> Result<(), Error> {
         self.known(instance)?;
         let live_pages = self.pool.map_or(0, |p| p.counts().live_pages());
-        self.calls.push(Call::Wait {
+        self.record(Call::Wait {
             instance,
             live_pages,
         });
@@ -348,7 +383,7 @@ impl FaultResponder for Mock<'_> {
         response: Response,
     ) -> Result<(), Error> {
         self.known(instance)?;
-        self.calls.push(Call::Respond {
+        self.record(Call::Respond {
             instance,
             device,
             pasid,
@@ -369,13 +404,13 @@ impl IommuDriver for Mock<'_> {
 
     fn probe(&mut self, instance: u16) -> Result<HwInfo, Error> {
         self.known(instance)?;
-        self.calls.push(Call::Probe(instance));
+        self.record(Call::Probe(instance));
         self.hw_info(instance)
     }
 
     fn enable(&mut self, instance: u16) -> Result<(), Error> {
         self.known(instance)?;
-        self.calls.push(Call::Enable(instance));
+        self.record(Call::Enable(instance));
         Ok(())
     }
 
@@ -414,7 +449,7 @@ impl IommuDriver for Mock<'_> {
             DomainRequest::Sva { .. } => ("sva", None),
             DomainRequest::Nested { .. } => ("nested", None),
         };
-        self.calls.push(Call::Alloc {
+        self.record(Call::Alloc {
             instance,
             device: dev.dev.id,
             kind,
@@ -434,7 +469,7 @@ impl IommuDriver for Mock<'_> {
     }
 
     fn domain_free(&mut self, instance: u16, hw: &DomainHw<MockDomain>) {
-        self.calls.push(Call::Free {
+        self.record(Call::Free {
             instance,
             tag: hw.tag,
         });
@@ -455,7 +490,7 @@ impl IommuDriver for Mock<'_> {
         let instance = dev.dev.instance;
         self.known(instance)?;
         let (new, old) = (Seen::of(new), Seen::of(old));
-        self.calls.push(Call::Attach {
+        self.record(Call::Attach {
             instance,
             device: dev.dev.id,
             pasid,
@@ -486,7 +521,7 @@ impl IommuDriver for Mock<'_> {
         let instance = dev.dev.instance;
         self.known(instance)?;
         let old = Seen::of(old);
-        self.calls.push(Call::DetachPasid {
+        self.record(Call::DetachPasid {
             instance,
             device: dev.dev.id,
             pasid,
@@ -541,7 +576,14 @@ impl IommuDriver for Mock<'_> {
 
     fn drain_faults(&mut self, instance: u16, out: &mut [Fault]) -> Result<usize, Error> {
         self.known(instance)?;
-        self.calls.push(Call::Drain(instance));
+        self.record(Call::Drain(instance));
+        if self.fail_drain {
+            self.flushing = false;
+            return Err(Error::Hardware {
+                register: "mock FSTS",
+                value: 1,
+            });
+        }
         let q = self.pending.entry(instance).or_default();
         let mut n = 0;
         while n < out.len() {
@@ -549,7 +591,25 @@ impl IommuDriver for Mock<'_> {
             out[n] = f;
             n += 1;
         }
+        if n < out.len() {
+            self.flushing = false;
+        }
         Ok(n)
+    }
+
+    fn flush_faults(&mut self, dev: &DeviceInfo) -> Result<(), Error> {
+        self.known(dev.dev.instance)?;
+        self.record(Call::FlushFaults {
+            instance: dev.dev.instance,
+            device: dev.dev.id,
+        });
+        if self.fail_flush {
+            self.flushing = false;
+            return Err(Error::Timeout {
+                what: "mock fault flush",
+            });
+        }
+        Ok(())
     }
 
     fn flush_on_map(&self, _instance: u16) -> bool {
@@ -633,4 +693,16 @@ pub fn vtd_inv(addr: u64, npages: u64, flags: u32, reserved: u32) -> Vec<u8> {
     b.extend_from_slice(&flags.to_le_bytes());
     b.extend_from_slice(&reserved.to_le_bytes());
     b
+}
+
+/// A PASID bond's (domain, PASID, users), for tests written before
+/// whole-device bonds (whose PASID is `None`).
+pub trait BondTuple {
+    fn t(self) -> (iommu::core::DomainId, u32, u32);
+}
+
+impl BondTuple for iommu::core::BondInfo {
+    fn t(self) -> (iommu::core::DomainId, u32, u32) {
+        (self.domain, self.pasid.expect("a PASID bond"), self.users)
+    }
 }
