@@ -784,3 +784,20 @@ fn the_core_attaches_nothing_at_a_pasid_the_guest_owns() {
     assert_eq!(seen(), vec![]);
     c.attach_pasid(A, p, d).unwrap();
 }
+
+/// Teardown ends every attachment of the space in one call: a request of
+/// the second device is answered Invalid while the first device's bond is
+/// released, not handed to the space's handler.
+#[test]
+fn teardown_answers_every_bonds_requests_invalid() {
+    let pool = TestHal::new(64);
+    let mut c = core(&pool);
+    let s = space(&mut c, 0x10_0000, 1);
+    c.bind(A, s).unwrap();
+    c.bind(B, s).unwrap();
+    let p = c.space_pasid(s).unwrap().unwrap();
+    c.driver_mut().inject(pr(B, Some(p), 1, 0x1000, true));
+    c.teardown_space(s).unwrap();
+    assert_eq!(seen(), vec![]);
+    assert_eq!(responses(&c), vec![(B.id, Some(p), 1, Response::Invalid)]);
+}

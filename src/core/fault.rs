@@ -201,7 +201,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// completes). A partial request nothing can take is not parked.
     fn take(&mut self, f: Fault, ending: Option<&Retired>) -> Result<(), Error> {
         let recoverable = f.kind != FaultKind::Unrecoverable;
-        let by_change = ending.is_some_and(|r| r.covers(&f));
+        let by_change = ending.is_some_and(|r| r.covers(&f)) || self.tearing_down(&f);
         let by_unflushed = self.unflushed.iter().any(|r| r.covers(&f));
         if recoverable && (by_change || by_unflushed) {
             if f.last {
@@ -226,6 +226,19 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             self.dropped_events += 1;
         }
         Ok(())
+    }
+
+    /// Whether `f` goes to an SVA domain of the address space being torn
+    /// down: its attachments all end in this call, so none of its requests
+    /// is handed to the space's handler any more.
+    fn tearing_down(&self, f: &Fault) -> bool {
+        let Some(space) = self.tearing else {
+            return false;
+        };
+        route(&self.devices, &self.slots, f).is_some_and(|(id, _)| {
+            domain_ref(&self.slots, id)
+                .is_ok_and(|d| matches!(d.data, Data::Sva { space: s, .. } if s == space))
+        })
     }
 
     /// Flush the faults of an attachment that is ending (the hardware no

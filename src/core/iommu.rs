@@ -272,6 +272,9 @@ pub struct Iommu<
     /// unflushed attachment names them): kept taken in the allocator until
     /// those faults are flushed.
     pub(super) deferred: Vec<u32, UNFLUSHED>,
+    /// The address space [`teardown_space`](Self::teardown_space) is ending
+    /// the attachments of, while it runs.
+    pub(super) tearing: Option<SpaceId>,
 }
 
 pub(super) type Domains<H, P> = [Slot<Domain<H, P>>];
@@ -311,6 +314,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             dropped_events: 0,
             unflushed: Vec::new(),
             deferred: Vec::new(),
+            tearing: None,
         }
     }
 

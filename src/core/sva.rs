@@ -346,11 +346,13 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             }
         }
         let mut flush_err = None;
-        while let Some(bond) = self.bond_of_space(id) {
-            if let Some(e) = self.release_bond(bond)? {
-                flush_err.get_or_insert(e);
-            }
-        }
+        // Every attachment of the space ends in this call: a request raised
+        // through one is answered Invalid even while the bonds before it
+        // are being released, never handed to the space's handler.
+        self.tearing = Some(id);
+        let released = self.release_space_bonds(id, &mut flush_err);
+        self.tearing = None;
+        released?;
         let domains = self.space_ref(id)?.domains.clone();
         for d in domains {
             self.free_domain(d)?;
@@ -359,6 +361,19 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             self.release_pasid(p)?;
         }
         flush_err.map_or(Ok(()), Err)
+    }
+
+    fn release_space_bonds(
+        &mut self,
+        id: SpaceId,
+        flush_err: &mut Option<Error>,
+    ) -> Result<(), Error> {
+        while let Some(bond) = self.bond_of_space(id) {
+            if let Some(e) = self.release_bond(bond)? {
+                flush_err.get_or_insert(e);
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn bond_of_space(&self, space: SpaceId) -> Option<BondId> {
