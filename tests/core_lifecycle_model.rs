@@ -16,6 +16,7 @@
 //!   answered by the time the call returns;
 //! - the core's attachments match the model, and refused calls change
 //!   nothing.
+//!
 //! At the end everything is torn down: every complete group was answered
 //! exactly once, and no PASID, domain, table page or driver state is left.
 
@@ -449,9 +450,9 @@ impl World<'_> {
     /// The core's attachments are the model's.
     fn check_attachments(&self) -> Result<(), TestCaseError> {
         let pasids = self.m.pasids();
-        for dev in 0..3 {
+        for (dev, &id) in DEVS.iter().enumerate() {
             for at in pasids.iter().map(|p| Some(*p)).chain([None]) {
-                let got = self.c.attached(DEVS[dev], at).unwrap();
+                let got = self.c.attached(id, at).unwrap();
                 let want = self.m.slot(dev, at);
                 let ok = match (got, want) {
                     (None, None) => true,
@@ -797,18 +798,18 @@ impl World<'_> {
         for space in 0..2 {
             let at_p = self.m.spaces[space].pasid;
             if let Some(p) = at_p {
-                for d in 0..3 {
+                for (d, &id) in DEVS.iter().enumerate() {
                     if self.m.slot(d, Some(p)).is_some() && !self.m.bonded(d, Some(p)) {
-                        self.c.detach_pasid(DEVS[d], p).unwrap();
+                        self.c.detach_pasid(id, p).unwrap();
                     }
                 }
             }
             self.c.teardown_space(self.m.spaces[space].id).unwrap();
         }
-        for d in 0..3 {
-            self.c.detach(DEVS[d]).unwrap();
+        for id in DEVS {
+            self.c.detach(id).unwrap();
             for p in self.m.pasids() {
-                let _ = self.c.detach_pasid(DEVS[d], p);
+                let _ = self.c.detach_pasid(id, p);
             }
         }
         for p in std::mem::take(&mut self.m.allocated) {
