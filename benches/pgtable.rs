@@ -37,6 +37,7 @@ use aarch64_paging::paging::{
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::hal::Hal;
 use iommu::pgtable::{ArmS1, ArmS2, Format, Gather, MairIndices, PageTable, Prot, VtdSl, X86_64};
+use iommu::{Iova, PhysAddr as Phys};
 use x86_64::structures::paging::mapper::CleanUp;
 use x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, Mapper, OffsetPageTable, Page, PageSize,
@@ -131,20 +132,22 @@ impl Pool {
     }
 }
 
-impl Hal for Pool {
+// SAFETY: the bump pool hands out distinct zeroed pages of its own mapping,
+// never twice before a reset, and `phys_to_virt` points into them.
+unsafe impl Hal for Pool {
     #[inline]
-    fn alloc_pages(&self, count: usize) -> Option<u64> {
-        self.alloc(count)
+    fn alloc_pages(&self, count: usize) -> Option<Phys> {
+        self.alloc(count).map(Phys)
     }
 
     #[inline]
-    unsafe fn free_pages(&self, phys: u64, count: usize) {
-        self.free(phys, count)
+    unsafe fn free_pages(&self, phys: Phys, count: usize) {
+        self.free(phys.0, count)
     }
 
     #[inline]
-    fn phys_to_virt(&self, phys: u64) -> *mut u8 {
-        self.virt(phys)
+    fn phys_to_virt(&self, phys: Phys) -> *mut u8 {
+        self.virt(phys.0)
     }
 }
 
@@ -281,14 +284,14 @@ impl<F: Format + Copy> Subject for Ours<F> {
 
     #[inline(never)]
     fn map(&self, t: &mut Self::Table, iova: u64, pa: u64, shape: Shape) {
-        t.map(iova, pa, shape.len() as u64, PROT)
+        t.map(Iova(iova), Phys(pa), shape.len() as u64, PROT)
             .expect("iommu map");
     }
 
     #[inline(never)]
     fn unmap(&self, t: &mut Self::Table, iova: u64, shape: Shape) {
         let mut gather = Gather::new();
-        t.unmap(iova, shape.len() as u64, &mut gather)
+        t.unmap(Iova(iova), shape.len() as u64, &mut gather)
             .expect("iommu unmap");
         // No IOTLB to invalidate on the host; freeing the gathered tables is
         // part of our unmap cost.
@@ -296,7 +299,7 @@ impl<F: Format + Copy> Subject for Ours<F> {
     }
 
     fn translate(&self, t: &Self::Table, iova: u64) -> Option<u64> {
-        t.iova_to_phys(iova)
+        t.iova_to_phys(Iova(iova)).map(|p| p.0)
     }
 }
 

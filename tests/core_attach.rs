@@ -22,6 +22,7 @@ use iommu::drivers::vtd::regs::LargePages;
 use iommu::drivers::vtd::user::VtdS1Inv;
 use iommu::pgtable::{ArmS1, ArmS2, Gather, MairIndices, Prot, VtdSl, X86_64};
 use iommu::{Error, Object};
+use iommu::{Iova, PhysAddr};
 use proptest::prelude::*;
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 8>;
@@ -158,7 +159,7 @@ fn nested(core: &mut Core<'_>, dev: DeviceId, parent: &Dom) -> Dom {
 }
 
 const SPACE: AddressSpace = AddressSpace {
-    root: 0x7700_0000,
+    root: PhysAddr(0x7700_0000),
     format: CpuFormat::X86_64 { five_level: false },
     asid: 3,
 };
@@ -285,10 +286,14 @@ fn alloc_paging_asks_the_driver_and_builds_a_table_in_its_format() {
         let root = new[0].0;
         // The table the core builds is walked by the hardware in the driver's
         // format: the reference walker finds the mapping.
-        core.map(d, 0x40_0000, 0x8000_0000, PAGE, RW).unwrap();
+        core.map(d, Iova(0x40_0000), PhysAddr(0x8000_0000), PAGE, RW)
+            .unwrap();
         let leaf = reference.walk(&pool, root, 0x40_0123).expect("mapped");
         assert_eq!(leaf.phys, 0x8000_0123, "{format:?}");
-        assert_eq!(core.iova_to_phys(d, 0x40_0123), Ok(Some(0x8000_0123)));
+        assert_eq!(
+            core.iova_to_phys(d, Iova(0x40_0123)),
+            Ok(Some(PhysAddr(0x8000_0123)))
+        );
         assert!(take(&mut core).is_empty(), "no caching mode: map is silent");
         // Attach shows the same root to the driver.
         core.attach(A, d).unwrap();
@@ -323,8 +328,14 @@ fn free_domain_gives_every_table_page_back() {
         (0x4000_0000, 3 * PAGE),
         (0x80_0000_0000, PAGE),
     ] {
-        core.map(d.id, iova, 0x9000_0000 + iova % 0x1000_0000, len, RW)
-            .unwrap();
+        core.map(
+            d.id,
+            Iova(iova),
+            PhysAddr(0x9000_0000 + iova % 0x1000_0000),
+            len,
+            RW,
+        )
+        .unwrap();
     }
     assert!(live(&core) > start + 4);
     take(&mut core);
@@ -427,7 +438,8 @@ fn a_stale_domain_id_is_not_found_even_after_its_slot_is_reused() {
     // The lowest free slot is the one just freed: the new domain reuses it.
     let new = paging(&mut core, A, PagingFlags::NEST_PARENT);
     assert_ne!(old.id, new.id);
-    core.map(new.id, 0x1000, 0x5000, PAGE, RW).unwrap();
+    core.map(new.id, Iova(0x1000), PhysAddr(0x5000), PAGE, RW)
+        .unwrap();
     core.attach(A, new.id).unwrap();
     let pasid = core.alloc_pasid(A).unwrap();
     take(&mut core);
@@ -439,12 +451,15 @@ fn a_stale_domain_id_is_not_found_even_after_its_slot_is_reused() {
     assert_eq!(core.attach(B, old.id), nf);
     assert_eq!(core.attach_pasid(A, pasid, old.id), nf);
     assert_eq!(core.free_domain(old.id), nf);
-    assert_eq!(core.map(old.id, 0x2000, 0x5000, PAGE, RW), nf);
-    assert_eq!(core.unmap(old.id, 0x1000, PAGE, &mut g), nf);
-    assert_eq!(core.unmap_sync(old.id, 0x1000, PAGE), nf);
+    assert_eq!(
+        core.map(old.id, Iova(0x2000), PhysAddr(0x5000), PAGE, RW),
+        nf
+    );
+    assert_eq!(core.unmap(old.id, Iova(0x1000), PAGE, &mut g), nf);
+    assert_eq!(core.unmap_sync(old.id, Iova(0x1000), PAGE), nf);
     assert_eq!(core.sync(old.id, &mut g), nf);
     assert_eq!(
-        core.iova_to_phys(old.id, 0x1000),
+        core.iova_to_phys(old.id, Iova(0x1000)),
         Err(Error::NotFound {
             what: Object::Domain
         })
@@ -484,7 +499,10 @@ fn a_stale_domain_id_is_not_found_even_after_its_slot_is_reused() {
     assert!(take(&mut core).is_empty());
     assert_eq!(pool.snapshot(), snap);
     // The new domain is untouched by all of that.
-    assert_eq!(core.iova_to_phys(new.id, 0x1000), Ok(Some(0x5000)));
+    assert_eq!(
+        core.iova_to_phys(new.id, Iova(0x1000)),
+        Ok(Some(PhysAddr(0x5000)))
+    );
     assert_eq!(core.domain_users(new.id), Ok(1));
     assert_eq!(core.attached(A, None), Ok(Some(new.id)));
     assert_eq!(core.attached(A, Some(pasid)), Ok(None));
@@ -658,7 +676,7 @@ fn an_sva_domain_attaches_at_its_spaces_pasid_only() {
     let tag = core.domain_hw(sva).unwrap().tag;
     let seen = Seen::Sva {
         tag,
-        root: SPACE.root,
+        root: SPACE.root.0,
     };
     assert_eq!(
         take(&mut core),
@@ -737,7 +755,7 @@ fn a_bind_whose_attach_fails_leaves_nothing_behind() {
     };
     let seen = Seen::Sva {
         tag,
-        root: SPACE.root,
+        root: SPACE.root.0,
     };
     assert_eq!(
         calls,
@@ -776,7 +794,7 @@ fn attach_pasid_takes_every_domain_kind_and_passes_the_old_one() {
     let (sva, pasid, _) = core.bond_info(bond).unwrap().t();
     let sva_seen = Seen::Sva {
         tag: core.domain_hw(sva).unwrap().tag,
-        root: SPACE.root,
+        root: SPACE.root.0,
     };
     take(&mut core);
     let key = (0, A.id, Some(pasid));
@@ -1263,15 +1281,16 @@ fn unmap_sync_invalidates_every_tag_and_waits_once_before_freeing_tables() {
     core.attach(B, d.id).unwrap(); // IOTLB + device TLB
     core.attach(A, d.id).unwrap(); // IOTLB
     core.attach_pasid(B, p, d.id).unwrap(); // IOTLB + device TLB
-    core.map(d.id, 0x20_0000, 0x8000_0000, 2 * PAGE, RW)
+    core.map(d.id, Iova(0x20_0000), PhysAddr(0x8000_0000), 2 * PAGE, RW)
         .unwrap();
-    core.map(d.id, 0x60_0000, 0x9000_0000, M2, RW).unwrap();
+    core.map(d.id, Iova(0x60_0000), PhysAddr(0x9000_0000), M2, RW)
+        .unwrap();
     take(&mut core);
     let start = live(&core);
 
     // One of two pages: no table freed, no page released.
     let expect = flush_calls(&core, d.id, (0x20_0000, 0x20_1000), PAGE, false);
-    core.unmap_sync(d.id, 0x20_0000, PAGE).unwrap();
+    core.unmap_sync(d.id, Iova(0x20_0000), PAGE).unwrap();
     let mut want = expect.clone();
     want.push(Call::Wait {
         instance: 0,
@@ -1299,7 +1318,7 @@ fn unmap_sync_invalidates_every_tag_and_waits_once_before_freeing_tables() {
     assert_eq!(live(&core), start);
 
     // The last page of its leaf table: the table is freed, after the wait.
-    core.unmap_sync(d.id, 0x20_1000, PAGE).unwrap();
+    core.unmap_sync(d.id, Iova(0x20_1000), PAGE).unwrap();
     let mut want = flush_calls(&core, d.id, (0x20_1000, 0x20_2000), PAGE, true);
     want.push(Call::Wait {
         instance: 0,
@@ -1310,7 +1329,7 @@ fn unmap_sync_invalidates_every_tag_and_waits_once_before_freeing_tables() {
 
     // The 2 MiB block, the last mapping: its page size, and the two upper
     // tables go too.
-    core.unmap_sync(d.id, 0x60_0000, M2).unwrap();
+    core.unmap_sync(d.id, Iova(0x60_0000), M2).unwrap();
     let mut want = flush_calls(&core, d.id, (0x60_0000, 0x80_0000), M2, true);
     want.push(Call::Wait {
         instance: 0,
@@ -1318,7 +1337,7 @@ fn unmap_sync_invalidates_every_tag_and_waits_once_before_freeing_tables() {
     });
     assert_eq!(take(&mut core), want);
     assert_eq!(live(&core), start - 3);
-    assert_eq!(core.iova_to_phys(d.id, 0x60_0000), Ok(None));
+    assert_eq!(core.iova_to_phys(d.id, Iova(0x60_0000)), Ok(None));
 }
 
 #[test]
@@ -1326,10 +1345,11 @@ fn an_unattached_domain_unmaps_without_invalidation() {
     let pool = TestHal::new(256);
     let mut core = setup(&pool);
     let d = paging(&mut core, A, PagingFlags::empty());
-    core.map(d.id, 0x1000, 0x8000_0000, PAGE, RW).unwrap();
+    core.map(d.id, Iova(0x1000), PhysAddr(0x8000_0000), PAGE, RW)
+        .unwrap();
     let start = live(&core);
     take(&mut core);
-    core.unmap_sync(d.id, 0x1000, PAGE).unwrap();
+    core.unmap_sync(d.id, Iova(0x1000), PAGE).unwrap();
     assert!(take(&mut core).is_empty());
     assert_eq!(live(&core), start - 3);
 }
@@ -1340,11 +1360,12 @@ fn a_failed_wait_frees_nothing_and_a_second_sync_frees() {
     let mut core = setup(&pool);
     let d = paging(&mut core, A, PagingFlags::empty());
     core.attach(B, d.id).unwrap();
-    core.map(d.id, 0x30_0000, 0x8000_0000, PAGE, RW).unwrap();
+    core.map(d.id, Iova(0x30_0000), PhysAddr(0x8000_0000), PAGE, RW)
+        .unwrap();
     take(&mut core);
     let start = live(&core);
     let mut g = Gather::new();
-    core.unmap(d.id, 0x30_0000, PAGE, &mut g).unwrap();
+    core.unmap(d.id, Iova(0x30_0000), PAGE, &mut g).unwrap();
     assert!(
         take(&mut core).is_empty(),
         "unmap alone tells the driver nothing"
@@ -1380,15 +1401,16 @@ fn a_failed_wait_frees_nothing_and_a_second_sync_frees() {
 
     // unmap_sync with a failing wait: the range is unmapped, its tables are
     // leaked rather than freed while the IOMMU might walk them.
-    core.map(d.id, 0x30_0000, 0x8000_0000, PAGE, RW).unwrap();
+    core.map(d.id, Iova(0x30_0000), PhysAddr(0x8000_0000), PAGE, RW)
+        .unwrap();
     let before = live(&core);
     core.driver_mut().fail_wait = Some(0);
     assert!(matches!(
-        core.unmap_sync(d.id, 0x30_0000, PAGE),
+        core.unmap_sync(d.id, Iova(0x30_0000), PAGE),
         Err(Error::Timeout { .. })
     ));
     core.driver_mut().fail_wait = None;
-    assert_eq!(core.iova_to_phys(d.id, 0x30_0000), Ok(None));
+    assert_eq!(core.iova_to_phys(d.id, Iova(0x30_0000)), Ok(None));
     assert_eq!(live(&core), before, "leaked, not freed");
     core.detach(B).unwrap();
     core.free_domain(d.id).unwrap();
@@ -1408,10 +1430,11 @@ fn unmapping_a_nest_parent_reaches_its_nested_domains() {
     let pasid = core.alloc_pasid(B).unwrap();
     core.attach(A, n.id).unwrap();
     core.attach_pasid(B, pasid, n.id).unwrap();
-    core.map(p.id, 0x10_0000, 0x8000_0000, PAGE, RW).unwrap();
+    core.map(p.id, Iova(0x10_0000), PhysAddr(0x8000_0000), PAGE, RW)
+        .unwrap();
     take(&mut core);
     let start = live(&core);
-    core.unmap_sync(p.id, 0x10_0000, PAGE).unwrap();
+    core.unmap_sync(p.id, Iova(0x10_0000), PAGE).unwrap();
     let r = (0x10_0000, 0x10_1000);
     let calls = take(&mut core);
     let nt = n.tag;
@@ -1522,11 +1545,13 @@ fn caching_mode_makes_map_invalidate_the_new_range() {
     core.attach(B, d.id).unwrap();
     take(&mut core);
     // Without caching mode map says nothing.
-    core.map(d.id, 0x1000, 0x8000_0000, PAGE, RW).unwrap();
+    core.map(d.id, Iova(0x1000), PhysAddr(0x8000_0000), PAGE, RW)
+        .unwrap();
     assert!(take(&mut core).is_empty());
     core.driver_mut().flush_on_map = true;
     let l = live(&core);
-    core.map(d.id, 0x40_0000, 0x8040_0000, 2 * M2, RW).unwrap();
+    core.map(d.id, Iova(0x40_0000), PhysAddr(0x8040_0000), 2 * M2, RW)
+        .unwrap();
     let mut want = flush_calls(&core, d.id, (0x40_0000, 0x80_0000), PAGE, false);
     assert_eq!(want.len(), 3);
     want.push(Call::Wait {
@@ -1536,23 +1561,26 @@ fn caching_mode_makes_map_invalidate_the_new_range() {
     assert_eq!(take(&mut core), want);
     // A refused map invalidates nothing.
     assert_eq!(
-        core.map(d.id, 0x40_0000, 0x8040_0000, PAGE, RW),
+        core.map(d.id, Iova(0x40_0000), PhysAddr(0x8040_0000), PAGE, RW),
         Err(Error::Overlap { iova: 0x40_0000 })
     );
     assert!(take(&mut core).is_empty());
     // A domain attached nowhere has nothing cached.
-    core.map(unattached.id, 0x1000, 0x8000_0000, PAGE, RW)
+    core.map(unattached.id, Iova(0x1000), PhysAddr(0x8000_0000), PAGE, RW)
         .unwrap();
     assert!(take(&mut core).is_empty());
     // A failed invalidation: the mapping stays, the error is returned.
     core.driver_mut().fail_wait = Some(0);
     assert_eq!(
-        core.map(d.id, 0x2000, 0x8000_2000, PAGE, RW),
+        core.map(d.id, Iova(0x2000), PhysAddr(0x8000_2000), PAGE, RW),
         Err(Error::Timeout {
             what: "mock completion"
         })
     );
-    assert_eq!(core.iova_to_phys(d.id, 0x2000), Ok(Some(0x8000_2000)));
+    assert_eq!(
+        core.iova_to_phys(d.id, Iova(0x2000)),
+        Ok(Some(PhysAddr(0x8000_2000)))
+    );
 }
 
 #[test]
@@ -1571,15 +1599,23 @@ fn only_paging_domains_map() {
     };
     for d in [n.id, sva, DomainId::BLOCKED, DomainId::IDENTITY] {
         assert_eq!(
-            core.map(d, 0x1000, 0x2000, PAGE, RW),
+            core.map(d, Iova(0x1000), PhysAddr(0x2000), PAGE, RW),
             Err(no_table),
             "{d:?}"
         );
         let mut g = Gather::new();
-        assert_eq!(core.unmap(d, 0x1000, PAGE, &mut g), Err(no_table), "{d:?}");
-        assert_eq!(core.unmap_sync(d, 0x1000, PAGE), Err(no_table), "{d:?}");
         assert_eq!(
-            core.iova_to_phys(d, 0x1000),
+            core.unmap(d, Iova(0x1000), PAGE, &mut g),
+            Err(no_table),
+            "{d:?}"
+        );
+        assert_eq!(
+            core.unmap_sync(d, Iova(0x1000), PAGE),
+            Err(no_table),
+            "{d:?}"
+        );
+        assert_eq!(
+            core.iova_to_phys(d, Iova(0x1000)),
             Err(Error::Unsupported {
                 what: "lookups in a domain without an I/O page table"
             }),
@@ -2672,9 +2708,9 @@ fn model_step(core: &mut Core<'_>, m: &mut Model, op: &Op) {
                 MRef::Dom(_) => Ok(()),
             };
             let r = if is_map {
-                core.map(id, iova, slot_paddr(slot), PAGE, RW)
+                core.map(id, Iova(iova), PhysAddr(slot_paddr(slot)), PAGE, RW)
             } else {
-                core.unmap_sync(id, iova, PAGE)
+                core.unmap_sync(id, Iova(iova), PAGE)
             };
             let calls = take(core);
             assert_eq!(r, expect);
@@ -2756,7 +2792,10 @@ fn model_check(core: &Core<'_>, m: &Model) {
             assert_eq!(core.domain_kind(d.id), Ok(DomainKind::Paging));
             for s in 0..MSLOTS {
                 let want = d.mapped.contains(&s).then(|| slot_paddr(s));
-                assert_eq!(core.iova_to_phys(d.id, slot_iova(s)), Ok(want));
+                assert_eq!(
+                    core.iova_to_phys(d.id, Iova(slot_iova(s))),
+                    Ok(want.map(PhysAddr))
+                );
             }
         } else {
             assert_eq!(core.domain_kind(d.id), Ok(DomainKind::Nested));

@@ -19,6 +19,7 @@ use iommu::core::{
 };
 use iommu::pgtable::{Gather, Prot};
 use iommu::{Error, Object};
+use iommu::{Iova, PhysAddr};
 
 const DOMAINS: usize = 12;
 const DEVICES: usize = 8;
@@ -49,7 +50,7 @@ const OFFLINE: DeviceId = dev(2, 0x10);
 
 fn space(root: u64) -> AddressSpace {
     AddressSpace {
-        root,
+        root: PhysAddr(root),
         format: CpuFormat::X86_64 { five_level: false },
         asid: 1,
     }
@@ -121,10 +122,14 @@ fn build(pool: &TestHal) -> (Box<Core<'_>>, World) {
     let nst2 = c.alloc_nested(A, p2, VTD_S1, &good).unwrap();
     let stale = c.alloc_paging(A, PagingFlags::empty()).unwrap();
     c.free_domain(stale).unwrap();
-    c.map(p, 0x10_0000, 0x8000_0000, PAGE, RW).unwrap();
-    c.map(p, 0x40_0000, 0x8040_0000, M2, RW).unwrap();
-    c.map(u, 0x1000, 0x9000_0000, PAGE, RW).unwrap();
-    c.map(r, 0x1000, 0x9000_0000, PAGE, RW).unwrap();
+    c.map(p, Iova(0x10_0000), PhysAddr(0x8000_0000), PAGE, RW)
+        .unwrap();
+    c.map(p, Iova(0x40_0000), PhysAddr(0x8040_0000), M2, RW)
+        .unwrap();
+    c.map(u, Iova(0x1000), PhysAddr(0x9000_0000), PAGE, RW)
+        .unwrap();
+    c.map(r, Iova(0x1000), PhysAddr(0x9000_0000), PAGE, RW)
+        .unwrap();
     c.attach(A, p).unwrap();
     c.attach_pasid(B, 1, q).unwrap();
     c.attach_pasid(A, 2, nst).unwrap();
@@ -190,7 +195,7 @@ struct Print {
     live_pages: u64,
     attached: Vec<Result<Option<DomainId>, Error>>,
     domains: Vec<DomainPrint>,
-    translations: Vec<Result<Option<u64>, Error>>,
+    translations: Vec<Result<Option<PhysAddr>, Error>>,
     pasids_in_use: u32,
     pasids_used: Vec<bool>,
     spaces: Vec<SpacePrint>,
@@ -226,7 +231,7 @@ fn print(c: &Core<'_>, w: &World, extra: &[DomainId]) -> Print {
     let mut translations = vec![];
     for d in &domains {
         for iova in [0x1000, 0x10_0000, 0x40_0000, 0x40_1000, 0x30_0000] {
-            translations.push(c.iova_to_phys(*d, iova));
+            translations.push(c.iova_to_phys(*d, Iova(iova)));
         }
     }
     Print {
@@ -363,7 +368,7 @@ fn nothing_handled(r: Result<InvalidateOutcome, Error>) -> Result<(), Error> {
 
 fn unmap_fresh(c: &mut Core<'_>, d: DomainId, iova: u64, len: u64) -> Result<(), Error> {
     let mut g = Gather::new();
-    let r = c.unmap(d, iova, len, &mut g);
+    let r = c.unmap(d, Iova(iova), len, &mut g);
     assert_eq!(g.range(), None, "a refused unmap gathers nothing");
     assert_eq!(g.freed_pages(), 0);
     r
@@ -836,23 +841,33 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         .detach_pasid(UNKNOWN, 1));
 
     // ----- map / unmap / sync
-    case!(cases, "map stale", nf_dom, |c| c
-        .map(stale, 0x2000, 0x2000, PAGE, RW));
+    case!(cases, "map stale", nf_dom, |c| c.map(
+        stale,
+        Iova(0x2000),
+        PhysAddr(0x2000),
+        PAGE,
+        RW
+    ));
     for d in [nst, nst2, sva, DomainId::BLOCKED, DomainId::IDENTITY] {
-        case!(cases, format!("map {d:?}"), no_table, |c| c
-            .map(d, 0x2000, 0x2000, PAGE, RW));
+        case!(cases, format!("map {d:?}"), no_table, |c| c.map(
+            d,
+            Iova(0x2000),
+            PhysAddr(0x2000),
+            PAGE,
+            RW
+        ));
         case!(cases, format!("unmap {d:?}"), no_table, |c| unmap_fresh(
             c, d, 0x10_0000, PAGE
         ));
         case!(cases, format!("unmap_sync {d:?}"), no_table, |c| c
-            .unmap_sync(d, 0x10_0000, PAGE));
+            .unmap_sync(d, Iova(0x10_0000), PAGE));
         case!(
             cases,
             format!("iova_to_phys {d:?}"),
             Err(Error::Unsupported {
                 what: "lookups in a domain without an I/O page table"
             }),
-            |c| c.iova_to_phys(d, 0x10_0000)
+            |c| c.iova_to_phys(d, Iova(0x10_0000))
         );
     }
     for (name, iova, paddr, len, prot, want) in [
@@ -968,8 +983,13 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
             },
         ),
     ] {
-        case!(cases, format!("map: {name}"), Err(want), |c| c
-            .map(p, iova, paddr, len, prot));
+        case!(cases, format!("map: {name}"), Err(want), |c| c.map(
+            p,
+            Iova(iova),
+            PhysAddr(paddr),
+            len,
+            prot
+        ));
         // Under caching mode a refused map invalidates nothing either.
         case!(
             cases,
@@ -977,7 +997,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
             Err(want),
             |c| {
                 c.driver_mut().flush_on_map = true;
-                let res = c.map(p, iova, paddr, len, prot);
+                let res = c.map(p, Iova(iova), PhysAddr(paddr), len, prot);
                 c.driver_mut().flush_on_map = false;
                 res
             }
@@ -1061,13 +1081,16 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
             c, p, iova, len
         ));
         case!(cases, format!("unmap_sync: {name}"), Err(want), |c| c
-            .unmap_sync(p, iova, len));
+            .unmap_sync(p, Iova(iova), len));
     }
     case!(cases, "unmap stale", nf_dom, |c| unmap_fresh(
         c, stale, 0x10_0000, PAGE
     ));
-    case!(cases, "unmap_sync stale", nf_dom, |c| c
-        .unmap_sync(stale, 0x10_0000, PAGE));
+    case!(cases, "unmap_sync stale", nf_dom, |c| c.unmap_sync(
+        stale,
+        Iova(0x10_0000),
+        PAGE
+    ));
     case!(cases, "sync stale", nf_dom, |c| c
         .sync(stale, &mut Gather::new()));
     case!(cases, "sync an empty gather (no-op)", Ok(()), |c| c
@@ -1079,7 +1102,7 @@ fn every_invalid_argument_gives_its_error_and_changes_nothing() {
         |c| c.sync(p2, &mut Gather::new())
     );
     case!(cases, "iova_to_phys stale", nf_dom, |c| c
-        .iova_to_phys(stale, 0x10_0000));
+        .iova_to_phys(stale, Iova(0x10_0000)));
 
     // ----- SVA
     case!(

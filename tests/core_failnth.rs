@@ -31,6 +31,7 @@ use iommu::core::{
 };
 use iommu::pgtable::Prot;
 use iommu::{Error, Object};
+use iommu::{Iova, PhysAddr};
 
 type Core<'a, const D: usize, const V: usize> = Iommu<Mock<'a>, &'a TestHal, D, V>;
 
@@ -262,7 +263,7 @@ fn sweep<const D: usize, const V: usize>(what: &str, setup: Setup<D, V>, op: Op<
 
 fn space(n: u32) -> AddressSpace {
     AddressSpace {
-        root: 0x8000_0000 + n as u64 * 0x1000,
+        root: PhysAddr(0x8000_0000 + n as u64 * 0x1000),
         format: CpuFormat::X86_64 { five_level: false },
         asid: n,
     }
@@ -309,8 +310,8 @@ fn populated(pool: &TestHal) -> (Box<Core<'_, 16, 24>>, World) {
     c.attach(a, parent).unwrap();
     c.map(
         parent,
-        0x10_0000,
-        0x20_0000,
+        Iova(0x10_0000),
+        PhysAddr(0x20_0000),
         0x4000,
         Prot::READ | Prot::WRITE,
     )
@@ -459,7 +460,13 @@ fn map_across_a_1g_boundary() {
     let s = sweep("map", populated, |c, w| {
         // 0x10_0000 is mapped: the L3 and GiB 0's L2 exist. New: GiB 0's
         // last L1, GiB 1's L2 and its first L1.
-        c.map(w.domains[0], 0x3fff_f000, 0x50_0000, 0x2000, Prot::READ)
+        c.map(
+            w.domains[0],
+            Iova(0x3fff_f000),
+            PhysAddr(0x50_0000),
+            0x2000,
+            Prot::READ,
+        )
     });
     assert_eq!(
         s,
@@ -477,8 +484,8 @@ fn map_into_a_fresh_domain() {
         let d = c.alloc_paging(w.devs[B], PagingFlags::empty())?;
         if let Err(e) = c.map(
             d,
-            0x80_0000_0000,
-            0x50_0000,
+            Iova(0x80_0000_0000),
+            PhysAddr(0x50_0000),
             0x1000,
             Prot::READ | Prot::WRITE,
         ) {
@@ -598,7 +605,8 @@ fn domain_slots() {
     let x = register(&mut c, &mut w, 1, 0x10, false);
     let parent = c.alloc_paging(a, PagingFlags::NEST_PARENT).unwrap();
     c.attach(a, parent).unwrap();
-    c.map(parent, 0, 0x10_0000, 0x1000, Prot::READ).unwrap();
+    c.map(parent, Iova(0), PhysAddr(0x10_0000), 0x1000, Prot::READ)
+        .unwrap();
     w.domains.push(parent);
     for _ in 0..3 {
         w.domains

@@ -14,7 +14,7 @@ use iommu::core::{
     Access, AddressSpace, CpuFormat, DeviceId, DeviceInfo, DomainId, Fault, FaultHandler,
     FaultKind, FaultObjectId, FaultTarget, Iommu, PagingFlags, Response, UserFault,
 };
-use iommu::{Error, Object};
+use iommu::{Error, Object, PhysAddr};
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
 
@@ -399,7 +399,7 @@ fn a_spaces_handler_gets_the_faults_of_its_bound_devices() {
     let a = dev(&mut c, 0, 0x10);
     let x = dev(&mut c, 1, 0x10);
     let space = AddressSpace {
-        root: 0x9000_0000,
+        root: PhysAddr(0x9000_0000),
         format: CpuFormat::X86_64 { five_level: true },
         asid: 3,
     };
@@ -407,7 +407,7 @@ fn a_spaces_handler_gets_the_faults_of_its_bound_devices() {
     let quiet = c
         .register_space(
             AddressSpace {
-                root: 0xa000_0000,
+                root: PhysAddr(0xa000_0000),
                 ..space
             },
             FaultTarget::None,

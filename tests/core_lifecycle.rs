@@ -16,7 +16,7 @@ use iommu::core::{
     FaultTarget, Iommu, PagingFlags, Response, UserFault,
 };
 use iommu::drivers::smmuv3::user::SmmuV3SteCaps;
-use iommu::{Error, Object};
+use iommu::{Error, Object, PhysAddr};
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
 
@@ -87,7 +87,7 @@ fn responses(c: &Core<'_>) -> Vec<(u32, Option<u32>, u16, Response)> {
 
 fn space(c: &mut Core<'_>, root: u64, cookie: usize) -> iommu::core::SpaceId {
     let desc = AddressSpace {
-        root,
+        root: PhysAddr(root),
         format: CpuFormat::X86_64 { five_level: false },
         asid: 0,
     };

@@ -31,7 +31,7 @@ use iommu::core::{
     Access, AddressSpace, BondId, CpuFormat, DeviceId, DomainId, Fault, FaultHandler, FaultKind,
     FaultObjectId, FaultTarget, Iommu, PagingFlags, Response, SpaceId, UserFault,
 };
-use iommu::{Error, Object};
+use iommu::{Error, Object, PhysAddr};
 use proptest::prelude::*;
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 8>;
@@ -855,7 +855,7 @@ fn sp_fresh_or_same(s: &Space, p: u32) -> bool {
 
 fn space_desc(cookie: usize) -> AddressSpace {
     AddressSpace {
-        root: 0x100_0000 * cookie as u64,
+        root: PhysAddr(0x100_0000 * cookie as u64),
         format: CpuFormat::X86_64 { five_level: false },
         asid: 0,
     }

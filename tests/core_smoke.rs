@@ -6,6 +6,7 @@ use common::TestHal;
 use common::mock::{Call, Mock, Seen};
 use iommu::core::{DeviceId, DeviceInfo, DomainId, Iommu, PagingFlags};
 use iommu::pgtable::Prot;
+use iommu::{Iova, PhysAddr};
 
 #[test]
 fn attach_map_unmap_sync() {
@@ -25,11 +26,20 @@ fn attach_map_unmap_sync() {
     .unwrap();
     let d = core.alloc_paging(dev, PagingFlags::empty()).unwrap();
     core.attach(dev, d).unwrap();
-    core.map(d, 0x10_0000, 0x20_0000, 0x1000, Prot::READ | Prot::WRITE)
-        .unwrap();
-    assert_eq!(core.iova_to_phys(d, 0x10_0000).unwrap(), Some(0x20_0000));
+    core.map(
+        d,
+        Iova(0x10_0000),
+        PhysAddr(0x20_0000),
+        0x1000,
+        Prot::READ | Prot::WRITE,
+    )
+    .unwrap();
+    assert_eq!(
+        core.iova_to_phys(d, Iova(0x10_0000)).unwrap(),
+        Some(PhysAddr(0x20_0000))
+    );
     core.driver_mut().clear();
-    core.unmap_sync(d, 0x10_0000, 0x1000).unwrap();
+    core.unmap_sync(d, Iova(0x10_0000), 0x1000).unwrap();
     assert_eq!(core.driver().waits(), vec![0]);
     core.detach(dev).unwrap();
     assert!(matches!(
@@ -55,7 +65,7 @@ mod in_a_static {
         VirtualIds,
     };
     use iommu::hal::Hal;
-    use iommu::{Error, Object};
+    use iommu::{Error, Object, PhysAddr};
 
     /// A driver with no instances: every call is refused.
     struct Absent;
@@ -147,14 +157,15 @@ mod in_a_static {
     /// A Hal with no memory.
     struct NoMemory;
 
-    impl Hal for NoMemory {
-        fn alloc_pages(&self, _: usize) -> Option<u64> {
+    // SAFETY: it hands out no page, so it has nothing to keep valid.
+    unsafe impl Hal for NoMemory {
+        fn alloc_pages(&self, _: usize) -> Option<PhysAddr> {
             None
         }
-        unsafe fn free_pages(&self, _: u64, _: usize) {
+        unsafe fn free_pages(&self, _: PhysAddr, _: usize) {
             unreachable!("nothing was allocated")
         }
-        fn phys_to_virt(&self, _: u64) -> *mut u8 {
+        fn phys_to_virt(&self, _: PhysAddr) -> *mut u8 {
             core::ptr::null_mut()
         }
     }

@@ -12,6 +12,7 @@ use iommu::core::{
     Iommu, PagingFlags, SpaceId, TagKind,
 };
 use iommu::{Error, Object};
+use iommu::{Iova, PhysAddr};
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
 
@@ -35,7 +36,7 @@ fn dev(c: &mut Core<'_>, instance: u16, id: u32, pasid_bits: u8, ats: bool) -> D
 
 fn space(n: u32) -> AddressSpace {
     AddressSpace {
-        root: 0x8000_0000 + n as u64 * 0x1000,
+        root: PhysAddr(0x8000_0000 + n as u64 * 0x1000),
         format: CpuFormat::X86_64 { five_level: false },
         asid: n,
     }
@@ -48,7 +49,7 @@ fn tag_of(c: &Core<'_>, d: DomainId) -> u32 {
 fn sva_seen(c: &Core<'_>, d: DomainId, n: u32) -> Seen {
     Seen::Sva {
         tag: tag_of(c, d),
-        root: space(n).root,
+        root: (space(n).root).0,
     }
 }
 
@@ -347,7 +348,7 @@ fn an_incompatible_domain_makes_a_second_sva_domain_on_the_instance() {
                 pasid: p,
                 old: Seen::Sva {
                     tag: t2,
-                    root: space(1).root
+                    root: (space(1).root).0
                 }
             },
             Call::Free {
@@ -605,11 +606,11 @@ fn register_space_refuses_bad_descriptions() {
     let pool = TestHal::new(64);
     let mut c = core(&pool);
     let mut bad = space(1);
-    bad.root += 0x800;
+    bad.root.0 += 0x800;
     assert_eq!(
         c.register_space(bad, FaultTarget::None),
         Err(Error::Unaligned {
-            value: bad.root,
+            value: bad.root.0,
             align: 0x1000
         })
     );
@@ -880,7 +881,13 @@ fn sva_domains_attach_only_at_pasids_and_free_only_when_unused() {
     assert!(matches!(c.attach(a, d), Err(Error::Incompatible { .. })));
     assert!(matches!(c.free_domain(d), Err(Error::Busy { .. })));
     assert!(matches!(
-        c.map(d, 0, 0x1000, 0x1000, iommu::pgtable::Prot::READ),
+        c.map(
+            d,
+            Iova(0),
+            PhysAddr(0x1000),
+            0x1000,
+            iommu::pgtable::Prot::READ
+        ),
         Err(Error::Unsupported { .. })
     ));
     assert!(c.driver().calls.is_empty());

@@ -7,6 +7,7 @@ use iommu::core::tags::{CacheTag, CacheTags, TagInvalidate, TagKind, sync};
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::pgtable::{Gather, PageTable, Prot, VtdSl};
 use iommu::{Error, Object};
+use iommu::{Iova, PhysAddr};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Call {
@@ -80,9 +81,10 @@ const RW: Prot = Prot::READ.union(Prot::WRITE);
 /// holds the emptied leaf and upper tables.
 fn gathered(hal: &TestHal) -> (PageTable<VtdSl, &TestHal>, Gather) {
     let mut pt = PageTable::new(VtdSl::new(48, LargePages::SIZE_2M).unwrap(), hal).unwrap();
-    pt.map(0x20_0000, 0x8000_0000, 0x10_0000, RW).unwrap();
+    pt.map(Iova(0x20_0000), PhysAddr(0x8000_0000), 0x10_0000, RW)
+        .unwrap();
     let mut g = Gather::new();
-    pt.unmap(0x20_0000, 0x10_0000, &mut g).unwrap();
+    pt.unmap(Iova(0x20_0000), 0x10_0000, &mut g).unwrap();
     assert_eq!(g.freed_pages(), 3);
     (pt, g)
 }

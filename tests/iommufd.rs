@@ -10,6 +10,7 @@ use iommu::core::{DeviceId, DomainId, Iommu, PagingFlags};
 use iommu::iommufd::{self, Area, Ioas};
 use iommu::pgtable::Prot;
 use iommu::{Error, Object};
+use iommu::{Iova, PhysAddr};
 use proptest::prelude::*;
 
 type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 8, 8>;
@@ -52,22 +53,41 @@ fn mappings_are_mirrored_into_every_hwpt_and_unmapped_with_one_sync_each() {
     let pool = TestHal::new(512);
     let mut c = core(&pool);
     let mut ioas: Ioas<4, 2> = Ioas::new();
-    ioas.map(&mut c, 0x10_0000, 0x80_0000, 2 * K4, RW).unwrap();
+    ioas.map(&mut c, Iova(0x10_0000), PhysAddr(0x80_0000), 2 * K4, RW)
+        .unwrap();
     // A HWPT allocated later is filled with what is there.
     let a = iommufd::alloc_hwpt_paging(&mut c, &mut ioas, DEV, PagingFlags::empty()).unwrap();
-    assert_eq!(c.iova_to_phys(a, 0x10_1000).unwrap(), Some(0x80_1000));
+    assert_eq!(
+        c.iova_to_phys(a, Iova(0x10_1000)).unwrap(),
+        Some(PhysAddr(0x80_1000))
+    );
     let b = iommufd::alloc_hwpt_paging(&mut c, &mut ioas, DEV, PagingFlags::NEST_PARENT).unwrap();
-    ioas.map(&mut c, 0x40_0000, 0x20_0000, 0x20_0000, Prot::READ)
-        .unwrap();
+    ioas.map(
+        &mut c,
+        Iova(0x40_0000),
+        PhysAddr(0x20_0000),
+        0x20_0000,
+        Prot::READ,
+    )
+    .unwrap();
     for d in [a, b] {
-        assert_eq!(c.iova_to_phys(d, 0x10_0000).unwrap(), Some(0x80_0000));
-        assert_eq!(c.iova_to_phys(d, 0x41_0000).unwrap(), Some(0x21_0000));
+        assert_eq!(
+            c.iova_to_phys(d, Iova(0x10_0000)).unwrap(),
+            Some(PhysAddr(0x80_0000))
+        );
+        assert_eq!(
+            c.iova_to_phys(d, Iova(0x41_0000)).unwrap(),
+            Some(PhysAddr(0x21_0000))
+        );
     }
     c.attach(DEV, a).unwrap();
     c.driver_mut().clear();
-    assert_eq!(ioas.unmap(&mut c, 0x40_0000, 0x20_0000).unwrap(), 0x20_0000);
+    assert_eq!(
+        ioas.unmap(&mut c, Iova(0x40_0000), 0x20_0000).unwrap(),
+        0x20_0000
+    );
     for d in [a, b] {
-        assert_eq!(c.iova_to_phys(d, 0x41_0000).unwrap(), None);
+        assert_eq!(c.iova_to_phys(d, Iova(0x41_0000)).unwrap(), None);
     }
     // Only `a` is attached, so only `a` has a tag: one invalidation, one wait.
     assert_eq!(c.driver().invalidations().len(), 1);
@@ -90,7 +110,8 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
     let d = iommufd::alloc_hwpt_paging(&mut c, &mut ioas, DEV, PagingFlags::empty()).unwrap();
     ioas.set_allowed(&[(0x10_0000, 0x100_0000)]).unwrap();
     ioas.add_reserved(0x80_0000, 0x90_0000).unwrap();
-    ioas.map(&mut c, 0x20_0000, 0x1_0000, K4, RW).unwrap();
+    ioas.map(&mut c, Iova(0x20_0000), PhysAddr(0x1_0000), K4, RW)
+        .unwrap();
     let before = print(&c, &ioas, &pool);
     type Case = Box<dyn Fn(&mut Core<'_>, &mut Ioas<4, 2>) -> Error>;
     let cases: Vec<(&str, Error, Case)> = vec![
@@ -100,7 +121,7 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
                 value: 0x30_0800,
                 align: K4,
             },
-            Box::new(|c, i| i.map(c, 0x30_0800, 0, K4, RW).unwrap_err()),
+            Box::new(|c, i| i.map(c, Iova(0x30_0800), PhysAddr(0), K4, RW).unwrap_err()),
         ),
         (
             "unaligned length",
@@ -108,7 +129,10 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
                 value: 0x30_0800,
                 align: K4,
             },
-            Box::new(|c, i| i.map(c, 0x30_0000, 0, 0x800, RW).unwrap_err()),
+            Box::new(|c, i| {
+                i.map(c, Iova(0x30_0000), PhysAddr(0), 0x800, RW)
+                    .unwrap_err()
+            }),
         ),
         (
             "unaligned paddr",
@@ -116,7 +140,10 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
                 value: 0x123,
                 align: K4,
             },
-            Box::new(|c, i| i.map(c, 0x30_0000, 0x123, K4, RW).unwrap_err()),
+            Box::new(|c, i| {
+                i.map(c, Iova(0x30_0000), PhysAddr(0x123), K4, RW)
+                    .unwrap_err()
+            }),
         ),
         (
             "zero length",
@@ -124,7 +151,7 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
                 what: "length",
                 value: 0,
             },
-            Box::new(|c, i| i.map(c, 0x30_0000, 0, 0, RW).unwrap_err()),
+            Box::new(|c, i| i.map(c, Iova(0x30_0000), PhysAddr(0), 0, RW).unwrap_err()),
         ),
         (
             "wraps",
@@ -132,7 +159,10 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
                 what: "iova + length",
                 value: u64::MAX - 0xfff,
             },
-            Box::new(|c, i| i.map(c, u64::MAX - 0xfff, 0, 2 * K4, RW).unwrap_err()),
+            Box::new(|c, i| {
+                i.map(c, Iova(u64::MAX - 0xfff), PhysAddr(0), 2 * K4, RW)
+                    .unwrap_err()
+            }),
         ),
         (
             "outside allowed",
@@ -140,7 +170,10 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
                 what: "iova outside the allowed ranges",
                 value: 0xff_f000,
             },
-            Box::new(|c, i| i.map(c, 0xff_f000, 0, 2 * K4, RW).unwrap_err()),
+            Box::new(|c, i| {
+                i.map(c, Iova(0xff_f000), PhysAddr(0), 2 * K4, RW)
+                    .unwrap_err()
+            }),
         ),
         (
             "reserved",
@@ -148,17 +181,23 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
                 what: "iova in a reserved range",
                 value: 0x80_0000,
             },
-            Box::new(|c, i| i.map(c, 0x7f_f000, 0, 2 * K4, RW).unwrap_err()),
+            Box::new(|c, i| {
+                i.map(c, Iova(0x7f_f000), PhysAddr(0), 2 * K4, RW)
+                    .unwrap_err()
+            }),
         ),
         (
             "overlap",
             Error::Overlap { iova: 0x20_0000 },
-            Box::new(|c, i| i.map(c, 0x1f_f000, 0, 2 * K4, RW).unwrap_err()),
+            Box::new(|c, i| {
+                i.map(c, Iova(0x1f_f000), PhysAddr(0), 2 * K4, RW)
+                    .unwrap_err()
+            }),
         ),
         (
             "unmap nothing",
             Error::NotMapped { iova: 0x50_0000 },
-            Box::new(|c, i| i.unmap(c, 0x50_0000, K4).unwrap_err()),
+            Box::new(|c, i| i.unmap(c, Iova(0x50_0000), K4).unwrap_err()),
         ),
         (
             "unmap zero",
@@ -166,7 +205,7 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
                 what: "length",
                 value: 0,
             },
-            Box::new(|c, i| i.unmap(c, 0x20_0000, 0).unwrap_err()),
+            Box::new(|c, i| i.unmap(c, Iova(0x20_0000), 0).unwrap_err()),
         ),
         (
             "unmap splits",
@@ -174,7 +213,7 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
                 iova: 0x20_0000,
                 size: K4,
             },
-            Box::new(|c, i| i.unmap(c, 0x20_0000, 0x800).unwrap_err()),
+            Box::new(|c, i| i.unmap(c, Iova(0x20_0000), 0x800).unwrap_err()),
         ),
         (
             "allowed excludes a mapping",
@@ -270,12 +309,13 @@ fn bad_requests_are_refused_with_typed_errors_and_change_nothing() {
     }
     // Capacity: 4 mappings.
     for k in 1..4 {
-        ioas.map(&mut c, 0x20_0000 + k * 0x1_0000, 0, K4, RW)
+        ioas.map(&mut c, Iova(0x20_0000 + k * 0x1_0000), PhysAddr(0), K4, RW)
             .unwrap();
     }
     let before = print(&c, &ioas, &pool);
     assert_eq!(
-        ioas.map(&mut c, 0x60_0000, 0, K4, RW).unwrap_err(),
+        ioas.map(&mut c, Iova(0x60_0000), PhysAddr(0), K4, RW)
+            .unwrap_err(),
         Error::Exhausted {
             what: Object::IoasMapping
         }
@@ -295,11 +335,13 @@ fn a_failed_map_is_rolled_back_in_the_hwpts_that_took_it() {
     // A 4K map in an empty 4-level table takes 3 table pages; the first
     // domain's succeed, the second's first allocation fails.
     pool.fail_nth(4);
-    let err = ioas.map(&mut c, 0x10_0000, 0x1_0000, K4, RW).unwrap_err();
+    let err = ioas
+        .map(&mut c, Iova(0x10_0000), PhysAddr(0x1_0000), K4, RW)
+        .unwrap_err();
     assert_eq!(err, Error::NoMemory);
     assert!(ioas.areas().is_empty());
     for d in [a, b] {
-        assert_eq!(c.iova_to_phys(d, 0x10_0000).unwrap(), None);
+        assert_eq!(c.iova_to_phys(d, Iova(0x10_0000)).unwrap(), None);
     }
     // The rollback invalidated `a`'s range before freeing its tables.
     assert!(
@@ -316,8 +358,10 @@ fn a_hwpt_that_cannot_be_filled_is_freed() {
     let pool = TestHal::new(512);
     let mut c = core(&pool);
     let mut ioas: Ioas<4, 2> = Ioas::new();
-    ioas.map(&mut c, 0x10_0000, 0x1_0000, K4, RW).unwrap();
-    ioas.map(&mut c, 0x8000_0000, 0x2_0000, K4, RW).unwrap();
+    ioas.map(&mut c, Iova(0x10_0000), PhysAddr(0x1_0000), K4, RW)
+        .unwrap();
+    ioas.map(&mut c, Iova(0x8000_0000), PhysAddr(0x2_0000), K4, RW)
+        .unwrap();
     let live = pool.counts().live_pages();
     // Root, then 3 tables for the first area, then fail in the second's.
     pool.fail_nth(5);
@@ -333,14 +377,18 @@ fn alloc_iova_finds_the_lowest_aligned_hole() {
     let pool = TestHal::new(64);
     let mut c = core(&pool);
     let mut ioas: Ioas<4, 2> = Ioas::new();
-    assert_eq!(ioas.alloc_iova(K4, K4).unwrap(), 0);
+    assert_eq!(ioas.alloc_iova(K4, K4).unwrap(), Iova(0));
     ioas.set_allowed(&[(0x10_0000, 0x40_0000)]).unwrap();
     ioas.add_reserved(0x10_0000, 0x11_0000).unwrap();
-    assert_eq!(ioas.alloc_iova(K4, K4).unwrap(), 0x11_0000);
-    ioas.map(&mut c, 0x11_0000, 0, 0x1_0000, RW).unwrap();
-    assert_eq!(ioas.alloc_iova(K4, K4).unwrap(), 0x12_0000);
-    assert_eq!(ioas.alloc_iova(K4, 0x20_0000).unwrap(), 0x20_0000);
-    assert_eq!(ioas.alloc_iova(0x20_0000, 0x20_0000).unwrap(), 0x20_0000);
+    assert_eq!(ioas.alloc_iova(K4, K4).unwrap(), Iova(0x11_0000));
+    ioas.map(&mut c, Iova(0x11_0000), PhysAddr(0), 0x1_0000, RW)
+        .unwrap();
+    assert_eq!(ioas.alloc_iova(K4, K4).unwrap(), Iova(0x12_0000));
+    assert_eq!(ioas.alloc_iova(K4, 0x20_0000).unwrap(), Iova(0x20_0000));
+    assert_eq!(
+        ioas.alloc_iova(0x20_0000, 0x20_0000).unwrap(),
+        Iova(0x20_0000)
+    );
     assert_eq!(
         ioas.alloc_iova(0x40_0000, K4).unwrap_err(),
         Error::Exhausted { what: Object::Iova }
@@ -405,7 +453,7 @@ proptest! {
                     let reserved = page < 34 && page + pages > 32;
                     let taken = (page..page + pages).any(|p| model.contains_key(&p));
                     let full = areas.len() == 16;
-                    let r = ioas.map(&mut c, page * K4, frame * K4, pages * K4, RW);
+                    let r = ioas.map(&mut c, Iova(page * K4), PhysAddr(frame * K4), pages * K4, RW);
                     prop_assert_eq!(r.is_ok(), fits && !reserved && !taken && !full, "{:?}", r);
                     if r.is_ok() {
                         for k in 0..pages {
@@ -422,7 +470,7 @@ proptest! {
                         .map(|(s, n)| (*s, *n))
                         .collect();
                     let split = touched.iter().any(|(s, n)| *s < page || s + n > end);
-                    let r = ioas.unmap(&mut c, page * K4, pages * K4);
+                    let r = ioas.unmap(&mut c, Iova(page * K4), pages * K4);
                     prop_assert_eq!(r.is_ok(), !touched.is_empty() && !split, "{:?}", r);
                     if let Ok(bytes) = r {
                         prop_assert_eq!(bytes, touched.iter().map(|(_, n)| n * K4).sum::<u64>());
@@ -440,13 +488,13 @@ proptest! {
                     let want = (0..=64 - pages).find(|s| {
                         (*s..s + pages).all(|p| !model.contains_key(&p) && !(32..34).contains(&p))
                     });
-                    prop_assert_eq!(got.ok(), want.map(|s| s * K4));
+                    prop_assert_eq!(got.ok(), want.map(|s| Iova(s * K4)));
                 }
             }
             for p in 0..64u64 {
                 let want = model.get(&p).map(|(_, f)| f * K4);
                 for d in [a, b] {
-                    prop_assert_eq!(c.iova_to_phys(d, p * K4).unwrap(), want, "page {}", p);
+                    prop_assert_eq!(c.iova_to_phys(d, Iova(p * K4)).unwrap(), want.map(PhysAddr), "page {}", p);
                 }
             }
         }
@@ -471,8 +519,9 @@ fn sweep(
             let pool = TestHal::new(512);
             let mut c = core(&pool);
             let mut ioas: Ioas<4, 2> = Ioas::new();
-            ioas.map(&mut c, 0x10_0000, 0x1_0000, K4, RW).unwrap();
-            ioas.map(&mut c, 0x8000_0000, 0x2_0000, 0x20_0000, RW)
+            ioas.map(&mut c, Iova(0x10_0000), PhysAddr(0x1_0000), K4, RW)
+                .unwrap();
+            ioas.map(&mut c, Iova(0x8000_0000), PhysAddr(0x2_0000), 0x20_0000, RW)
                 .unwrap();
             let a =
                 iommufd::alloc_hwpt_paging(&mut c, &mut ioas, DEV, PagingFlags::empty()).unwrap();
@@ -541,7 +590,7 @@ fn every_allocation_failure_in_an_ioas_map_is_clean() {
     let points = sweep("Ioas::map over two HWPTs", |c, i| {
         // A second HWPT first, so the map must reach two tables.
         let b = iommufd::alloc_hwpt_paging(c, i, DEV, PagingFlags::empty())?;
-        let r = i.map(c, 0x4000_0000, 0x3_0000, K4, RW);
+        let r = i.map(c, Iova(0x4000_0000), PhysAddr(0x3_0000), K4, RW);
         if r.is_err() {
             iommufd::free_hwpt_paging(c, i, b).unwrap();
         }

@@ -9,6 +9,7 @@ use iommu::Error;
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::hal::Hal;
 use iommu::pgtable::{ArmS1, ArmS2, Gather, MairIndices, PageTable, Prot, VtdSl, X86_64};
+use iommu::{Iova, PhysAddr};
 
 const RW: Prot = Prot::READ.union(Prot::WRITE);
 
@@ -39,44 +40,53 @@ fn arguments_are_checked_and_change_nothing() {
             align: PAGE,
         })
     };
-    assert_eq!(pt.map(0x20_0800, 0, PAGE, RW), unaligned(0x20_0800));
-    assert_eq!(pt.map(0x20_0000, 0x10, PAGE, RW), unaligned(0x10));
-    assert_eq!(pt.map(0x20_0000, 0, 0x800, RW), unaligned(0x800));
+    assert_eq!(
+        pt.map(Iova(0x20_0800), PhysAddr(0), PAGE, RW),
+        unaligned(0x20_0800)
+    );
+    assert_eq!(
+        pt.map(Iova(0x20_0000), PhysAddr(0x10), PAGE, RW),
+        unaligned(0x10)
+    );
+    assert_eq!(
+        pt.map(Iova(0x20_0000), PhysAddr(0), 0x800, RW),
+        unaligned(0x800)
+    );
     assert!(matches!(
-        pt.map(0x20_0000, 0, 0, RW),
+        pt.map(Iova(0x20_0000), PhysAddr(0), 0, RW),
         Err(Error::OutOfRange { .. })
     ));
     // Input beyond 48 bits, and iova + len overflowing.
     assert!(matches!(
-        pt.map(1 << 48, 0, PAGE, RW),
+        pt.map(Iova(1 << 48), PhysAddr(0), PAGE, RW),
         Err(Error::OutOfRange { .. })
     ));
     assert!(matches!(
-        pt.map((1 << 48) - PAGE, 0, 2 * PAGE, RW),
+        pt.map(Iova((1 << 48) - PAGE), PhysAddr(0), 2 * PAGE, RW),
         Err(Error::OutOfRange { .. })
     ));
     assert!(matches!(
-        pt.map(!0xfff, 0, PAGE, RW),
+        pt.map(Iova(!0xfff), PhysAddr(0), PAGE, RW),
         Err(Error::OutOfRange { .. })
     ));
     // Output beyond the 52-bit default.
     assert!(matches!(
-        pt.map(0x20_0000, 1 << 52, PAGE, RW),
+        pt.map(Iova(0x20_0000), PhysAddr(1 << 52), PAGE, RW),
         Err(Error::OutOfRange { .. })
     ));
     let mut g = Gather::new();
-    assert_eq!(pt.unmap(0x800, PAGE, &mut g), unaligned(0x800));
+    assert_eq!(pt.unmap(Iova(0x800), PAGE, &mut g), unaligned(0x800));
     assert!(matches!(
-        pt.unmap(0, 0, &mut g),
+        pt.unmap(Iova(0), 0, &mut g),
         Err(Error::OutOfRange { .. })
     ));
     assert!(matches!(
-        pt.unmap(1 << 48, PAGE, &mut g),
+        pt.unmap(Iova(1 << 48), PAGE, &mut g),
         Err(Error::OutOfRange { .. })
     ));
     assert_eq!(g.range(), None);
-    assert_eq!(pt.iova_to_phys(1 << 48), None);
-    assert_eq!(pt.iova_to_phys(u64::MAX), None);
+    assert_eq!(pt.iova_to_phys(Iova(1 << 48)), None);
+    assert_eq!(pt.iova_to_phys(Iova(u64::MAX)), None);
     assert_eq!(hal.snapshot(), snap);
     h.check_all();
     h.finish();
@@ -90,7 +100,7 @@ fn edges_of_the_input_range() {
     h.map((1 << 44) - PAGE, 0x1000, PAGE, RW).unwrap();
     h.map((1 << 44) - 2 * G1, 0x4000_0000, G1, RW).unwrap();
     assert!(matches!(
-        h.pt.map(1 << 44, 0, PAGE, RW),
+        h.pt.map(Iova(1 << 44), PhysAddr(0), PAGE, RW),
         Err(Error::OutOfRange { .. })
     ));
     h.check_all();
@@ -129,13 +139,14 @@ fn gather_accumulates_unmaps() {
     let live = hal.counts().live_pages();
     let mut g = Gather::new();
     assert_eq!((g.range(), g.page_size(), g.freed_pages()), (None, 0, 0));
-    h.pt.unmap(G1, M2, &mut g).unwrap();
+    h.pt.unmap(Iova(G1), M2, &mut g).unwrap();
     // The block was the only entry of its PD: that table is emptied.
     assert_eq!(
         (g.range(), g.page_size(), g.freed_pages()),
         (Some((G1, G1 + M2)), M2, 1)
     );
-    h.pt.unmap(5 * G1 + 8 * PAGE, 4 * PAGE, &mut g).unwrap();
+    h.pt.unmap(Iova(5 * G1 + 8 * PAGE), 4 * PAGE, &mut g)
+        .unwrap();
     // Hull of both ranges, smallest leaf; freed: the PD of 1 GiB (by the
     // first unmap), the PT and PD of 5 GiB, and the PDPT they shared (now
     // empty): only the root is left.
@@ -149,8 +160,8 @@ fn gather_accumulates_unmaps() {
     assert_eq!(live, 5);
     assert_eq!((g.range(), g.page_size(), g.freed_pages()), (None, 0, 0));
     // A released gather is reusable.
-    h.pt.map(0, 0, PAGE, RW).unwrap();
-    h.pt.unmap(0, PAGE, &mut g).unwrap();
+    h.pt.map(Iova(0), PhysAddr(0), PAGE, RW).unwrap();
+    h.pt.unmap(Iova(0), PAGE, &mut g).unwrap();
     assert_eq!(g.range(), Some((0, PAGE)));
     g.release(&hal);
     h.model = common::model::Model::new(&k.sizes());
@@ -164,10 +175,10 @@ fn default_gather_is_an_empty_gather() {
     // [4 MiB, 4 MiB + 4 KiB) gathers exactly that range.
     let hal = TestHal::new(64);
     let mut pt = PageTable::new(X86_64::new(false), &hal).unwrap();
-    pt.map(4 << 20, 0, PAGE, RW).unwrap();
+    pt.map(Iova(4 << 20), PhysAddr(0), PAGE, RW).unwrap();
     let mut g = Gather::default();
     assert_eq!(g.range(), None);
-    pt.unmap(4 << 20, PAGE, &mut g).unwrap();
+    pt.unmap(Iova(4 << 20), PAGE, &mut g).unwrap();
     assert_eq!(g.range(), Some((4 << 20, (4 << 20) + PAGE)));
     g.release(&hal);
 }
@@ -189,8 +200,8 @@ fn unmapping_a_block_whole_and_a_table_range_spanning_blocks() {
     let start = G1 - 2 * M2 - PAGE;
     let len = PAGE + 2 * M2 + G1 + M2 + PAGE;
     h.map(start, 0x80_0000_0000 + start, len, RW).unwrap();
-    assert_eq!(h.pt.translate(G1).unwrap().size, G1);
-    assert_eq!(h.pt.translate(G1 - M2).unwrap().size, M2);
+    assert_eq!(h.pt.translate(Iova(G1)).unwrap().size, G1);
+    assert_eq!(h.pt.translate(Iova(G1 - M2)).unwrap().size, M2);
     for (iova, size) in [(G1, G1), (G1 - M2, M2), (2 * G1, M2)] {
         // Cutting each block is refused.
         let r = h.unmap(iova + PAGE, PAGE);
@@ -221,16 +232,18 @@ fn tables_above_the_output_size_are_not_linked() {
     // links nothing and leaks nothing.
     let hal = TestHal::with_base((1 << 40) - 16 * PAGE, 64);
     let mut pt = PageTable::new(f, &hal).unwrap();
-    assert!(pt.root_phys() < 1 << 40);
-    let low: Vec<u64> = (0..15).map(|_| hal.alloc_pages(1).unwrap()).collect();
+    assert!(pt.root_phys().0 < 1 << 40);
+    let low: Vec<u64> = (0..15).map(|_| hal.alloc_pages(1).unwrap().0).collect();
     assert!(low.iter().all(|&p| p < 1 << 40));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pt.map(0, 0, PAGE, RW)));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pt.map(Iova(0), PhysAddr(0), PAGE, RW)
+    }));
     match r {
         Ok(Err(Error::OutOfRange { value, .. })) => assert!(value >= 1 << 40),
         Ok(other) => panic!("map with table pages above 2^40 gave {other:?}"),
         Err(_) => panic!("map crashed following a truncated table address"),
     }
-    assert_eq!(pt.iova_to_phys(0), None);
+    assert_eq!(pt.iova_to_phys(Iova(0)), None);
     assert_eq!(
         hal.counts().live_pages(),
         1 + 15,
@@ -238,7 +251,7 @@ fn tables_above_the_output_size_are_not_linked() {
     );
     for p in low {
         // SAFETY: taken from this Hal above and never used.
-        unsafe { hal.free_pages(p, 1) };
+        unsafe { hal.free_pages(PhysAddr(p), 1) };
     }
     drop(pt);
     assert_eq!(hal.counts().live_pages(), 0);
@@ -251,13 +264,13 @@ fn prot_the_format_cannot_express() {
     let mut pt = PageTable::new(f, &hal).unwrap();
     // VT-d: no R and no W is a non-present entry.
     for p in [Prot::empty(), Prot::EXEC, Prot::CACHE | Prot::EXEC] {
-        assert!(pt.map(0, 0, PAGE, p).is_err(), "{p:?}");
+        assert!(pt.map(Iova(0), PhysAddr(0), PAGE, p).is_err(), "{p:?}");
     }
     assert_eq!(hal.counts().live_pages(), 1);
     // Write-only is expressible in VT-d and Arm S2.
-    pt.map(0, 0, PAGE, Prot::WRITE).unwrap();
-    assert_eq!(pt.translate(0).unwrap().prot, Prot::WRITE);
+    pt.map(Iova(0), PhysAddr(0), PAGE, Prot::WRITE).unwrap();
+    assert_eq!(pt.translate(Iova(0)).unwrap().prot, Prot::WRITE);
     let mut s2 = PageTable::new(ArmS2::new(40, 48).unwrap(), &hal).unwrap();
-    s2.map(0, 0, PAGE, Prot::WRITE).unwrap();
-    assert_eq!(s2.translate(0).unwrap().prot & RW, Prot::WRITE);
+    s2.map(Iova(0), PhysAddr(0), PAGE, Prot::WRITE).unwrap();
+    assert_eq!(s2.translate(Iova(0)).unwrap().prot & RW, Prot::WRITE);
 }

@@ -20,6 +20,7 @@ use common::model::Model;
 use common::pool::PAGE;
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::pgtable::{ArmS1, ArmS2, Format, Gather, MairIndices, PageTable, Prot, VtdSl, X86_64};
+use iommu::{Iova, PhysAddr};
 
 // Compile-time: a table over a shared (`Sync`) Hal can move between threads
 // and be shared for `&self` reads.
@@ -79,8 +80,8 @@ fn worker<F: Format>(t: u64, table: &Mutex<PageTable<F, &TestHal>>, iters: usize
                 (r * M2 + first * PAGE, (1 + rng.below(511 - first)) * PAGE)
             };
             let paddr = 0x80_0000_0000 * (t + 1) + iova;
-            let want = model.map(iova, paddr, len, RW);
-            let got = pt.map(iova, paddr, len, RW);
+            let want = model.map(Iova(iova).0, PhysAddr(paddr).0, len, RW);
+            let got = pt.map(Iova(iova), PhysAddr(paddr), len, RW);
             assert_eq!(
                 got.is_ok(),
                 want.is_ok(),
@@ -92,7 +93,7 @@ fn worker<F: Format>(t: u64, table: &Mutex<PageTable<F, &TestHal>>, iters: usize
         } else {
             let (iova, len) = mine.swap_remove(rng.below(mine.len() as u64) as usize);
             let mut g = Gather::new();
-            pt.unmap(iova, len, &mut g).unwrap();
+            pt.unmap(Iova(iova), len, &mut g).unwrap();
             model.unmap(iova, len).unwrap();
             // IOTLB sync would go here; then the pages may go.
             g.release(pt.hal());
@@ -101,8 +102,8 @@ fn worker<F: Format>(t: u64, table: &Mutex<PageTable<F, &TestHal>>, iters: usize
         if let Some(&(probe, len)) = mine.get(rng.below(mine.len() as u64 + 1) as usize) {
             let a = probe + len - PAGE;
             assert_eq!(
-                pt.iova_to_phys(a),
-                model.lookup(a).map(|(p, _, _)| p),
+                pt.iova_to_phys(Iova(a)),
+                model.lookup(a).map(|(p, _, _)| PhysAddr(p)),
                 "thread {t}: translate({a:#x})"
             );
         }
@@ -115,9 +116,9 @@ fn run<F: Format + Send>(format: F, kind: Kind) {
     let mut pt = PageTable::new(format, &hal).unwrap();
     for r in 0..REGIONS {
         let (iova, pa) = stable(r);
-        pt.map(iova, pa, PAGE, Prot::READ).unwrap();
+        pt.map(Iova(iova), PhysAddr(pa), PAGE, Prot::READ).unwrap();
     }
-    let root = pt.root_phys();
+    let root = pt.root_phys().0;
     let reff = kind.reference();
     let table = Mutex::new(pt);
     let done = AtomicBool::new(false);
@@ -158,11 +159,13 @@ fn run<F: Format + Send>(format: F, kind: Kind) {
     let mut all = Model::new(&kind.sizes());
     for r in 0..REGIONS {
         let (iova, pa) = stable(r);
-        all.map(iova, pa, PAGE, Prot::READ).unwrap();
+        all.map(Iova(iova).0, PhysAddr(pa).0, PAGE, Prot::READ)
+            .unwrap();
     }
     for m in &models {
         for (&k, l) in m.leaves() {
-            all.map(k, l.out, l.size, l.prot).unwrap();
+            all.map(Iova(k).0, PhysAddr(l.out).0, l.size, l.prot)
+                .unwrap();
         }
     }
     let h = Harness {
@@ -226,7 +229,8 @@ fn four_threads_arm_s2() {
 fn concurrent_readers_share_the_table() {
     let hal = TestHal::new(1024);
     let mut pt = PageTable::new(ArmS1::new(MairIndices::default(), 48).unwrap(), &hal).unwrap();
-    pt.map(0, 0x8000_0000, 64 * PAGE, RW).unwrap();
+    pt.map(Iova(0), PhysAddr(0x8000_0000), 64 * PAGE, RW)
+        .unwrap();
     let table = RwLock::new(pt);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -238,8 +242,8 @@ fn concurrent_readers_share_the_table() {
                     let pt = table.read().unwrap();
                     let i = (n + t) % 64;
                     assert_eq!(
-                        pt.iova_to_phys(i * PAGE + 1),
-                        Some(0x8000_0000 + i * PAGE + 1)
+                        pt.iova_to_phys(Iova(i * PAGE + 1)),
+                        Some(PhysAddr(0x8000_0000 + i * PAGE + 1))
                     );
                     drop(pt);
                     n += 1;
@@ -250,9 +254,9 @@ fn concurrent_readers_share_the_table() {
         for k in 0..300u64 {
             let mut pt = table.write().unwrap();
             let iova = G1 + (k % 7) * M2;
-            pt.map(iova, iova, M2, RW).unwrap();
+            pt.map(Iova(iova), PhysAddr(iova), M2, RW).unwrap();
             let mut g = Gather::new();
-            pt.unmap(iova, M2, &mut g).unwrap();
+            pt.unmap(Iova(iova), M2, &mut g).unwrap();
             g.release(pt.hal());
         }
         stop.store(true, Ordering::Relaxed);

@@ -12,6 +12,7 @@ use common::TestHal;
 use common::pool::PAGE;
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::pgtable::{ArmS1, ArmS2, Format, MairIndices, PageTable, Prot, VtdSl, X86_64};
+use iommu::{Iova, PhysAddr};
 
 const R: Prot = Prot::READ;
 const W: Prot = Prot::WRITE;
@@ -89,28 +90,34 @@ fn vtd_sl_4_level_golden() {
         "[VT-d] 9.3 context entry AW: 010b = 48-bit, 4-level"
     );
     let mut pt = table(f, &hal);
-    let root = pt.root_phys();
+    let root = pt.root_phys().0;
     // Non-leaf entries: R|W, and X because execute is enabled ([VT-d] 9.8,
     // rights AND across levels).
     let tb = (VR | VW | VX, IGN_VTD);
 
     // 4 KiB: non-zero index at every level.
     let iova = (1u64 << 39) + 2 * G1 + 3 * M2 + 4 * PAGE;
-    pt.map(iova, 0x1_2345_6000, PAGE, R | W | Prot::CACHE)
-        .unwrap();
+    pt.map(
+        Iova(iova),
+        PhysAddr(0x1_2345_6000),
+        PAGE,
+        R | W | Prot::CACHE,
+    )
+    .unwrap();
     assert_eq!(
         path(&hal, root, 4, iova, 1, tb),
         0x1_2345_6000 | VR | VW | VSNP
     );
-    pt.map(iova + PAGE, 0x1_2345_7000, PAGE, R | X).unwrap();
+    pt.map(Iova(iova + PAGE), PhysAddr(0x1_2345_7000), PAGE, R | X)
+        .unwrap();
     assert_eq!(
         path(&hal, root, 4, iova + PAGE, 1, tb),
         0x1_2345_7000 | VR | VX
     );
     // MMIO wins over CACHE: no snoop.
     pt.map(
-        iova + 2 * PAGE,
-        0x1_2345_8000,
+        Iova(iova + 2 * PAGE),
+        PhysAddr(0x1_2345_8000),
         PAGE,
         W | Prot::CACHE | Prot::MMIO,
     )
@@ -121,11 +128,13 @@ fn vtd_sl_4_level_golden() {
     );
 
     // 2 MiB: PS in the SL-PDE.
-    pt.map(2 * M2, 0x2_0020_0000, M2, R).unwrap();
+    pt.map(Iova(2 * M2), PhysAddr(0x2_0020_0000), M2, R)
+        .unwrap();
     assert_eq!(path(&hal, root, 4, 2 * M2, 2, tb), 0x2_0020_0000 | VR | VPS);
 
     // 1 GiB: PS in the SL-PDPE.
-    pt.map(3 * G1, 0x40_0000_0000, G1, R | W).unwrap();
+    pt.map(Iova(3 * G1), PhysAddr(0x40_0000_0000), G1, R | W)
+        .unwrap();
     assert_eq!(
         path(&hal, root, 4, 3 * G1, 3, tb),
         0x40_0000_0000 | VR | VW | VPS
@@ -146,14 +155,15 @@ fn vtd_sl_3_and_5_level_golden() {
     assert_eq!(f.agaw(), 1);
     let mut pt = table(f, &hal);
     let iova = 5 * G1 + 6 * M2 + 7 * PAGE;
-    pt.map(iova, 0x7000, PAGE, R | W | X | Prot::CACHE).unwrap();
+    pt.map(Iova(iova), PhysAddr(0x7000), PAGE, R | W | X | Prot::CACHE)
+        .unwrap();
     assert_eq!(
-        path(&hal, pt.root_phys(), 3, iova, 1, (VR | VW, IGN_VTD)),
+        path(&hal, pt.root_phys().0, 3, iova, 1, (VR | VW, IGN_VTD)),
         0x7000 | VR | VW
     );
-    pt.map(G1, 0x8000_0000, G1, R).unwrap();
+    pt.map(Iova(G1), PhysAddr(0x8000_0000), G1, R).unwrap();
     assert_eq!(
-        path(&hal, pt.root_phys(), 3, G1, 3, (0, 0)),
+        path(&hal, pt.root_phys().0, 3, G1, 3, (0, 0)),
         0x8000_0000 | VR | VPS
     );
     drop(pt);
@@ -163,12 +173,12 @@ fn vtd_sl_3_and_5_level_golden() {
     assert_eq!(f.agaw(), 3);
     let mut pt = table(f, &hal);
     let iova = (1u64 << 48) * 3 + G1;
-    pt.map(iova, 0x80_0000_0000, G1, W).unwrap();
+    pt.map(Iova(iova), PhysAddr(0x80_0000_0000), G1, W).unwrap();
     for k in [0, 1, 511] {
         assert_eq!(
             path(
                 &hal,
-                pt.root_phys(),
+                pt.root_phys().0,
                 5,
                 iova + k * M2,
                 2,
@@ -180,9 +190,9 @@ fn vtd_sl_3_and_5_level_golden() {
     // No large pages at all: 4 KiB entries only.
     drop(pt);
     let mut pt = table(VtdSl::new(48, LargePages::empty()).unwrap(), &hal);
-    pt.map(0, 0, M2, R).unwrap();
+    pt.map(Iova(0), PhysAddr(0), M2, R).unwrap();
     assert_eq!(
-        path(&hal, pt.root_phys(), 4, M2 - PAGE, 1, (VR | VW, IGN_VTD)),
+        path(&hal, pt.root_phys().0, 4, M2 - PAGE, 1, (VR | VW, IGN_VTD)),
         (M2 - PAGE) | VR
     );
 }
@@ -206,22 +216,27 @@ const XD: u64 = 1 << 63;
 fn x86_64_golden() {
     let hal = TestHal::new(64);
     let mut pt = table(X86_64::new(false).with_1g_pages(true), &hal);
-    let root = pt.root_phys();
+    let root = pt.root_phys().0;
     // Tables grant everything (P, R/W, U/S, no XD); the engine presets A.
     let tb = (P | RW | US | A, IGN_X86);
     let iova = (1u64 << 39) + 2 * G1 + 3 * M2 + 4 * PAGE;
     // User, writable, executable, WB (PAT index 0), non-global. D preset on
     // writable leaves, A always.
-    pt.map(iova, 0x1_2345_6000, PAGE, R | W | X | Prot::CACHE)
-        .unwrap();
+    pt.map(
+        Iova(iova),
+        PhysAddr(0x1_2345_6000),
+        PAGE,
+        R | W | X | Prot::CACHE,
+    )
+    .unwrap();
     assert_eq!(
         path(&hal, root, 4, iova, 1, tb),
         0x1_2345_6000 | P | RW | US | A | D
     );
     // Supervisor, read-only, global, UC (PCD|PWT: PAT index 3), XD.
     pt.map(
-        iova + PAGE,
-        0x1_2345_7000,
+        Iova(iova + PAGE),
+        PhysAddr(0x1_2345_7000),
         PAGE,
         R | Prot::PRIV | Prot::GLOBAL | Prot::MMIO,
     )
@@ -231,22 +246,28 @@ fn x86_64_golden() {
         0x1_2345_7000 | P | A | PCD | PWT | G | XD
     );
     // Normal non-cacheable: PCD only (PAT index 2, UC- in the default PAT).
-    pt.map(iova + 2 * PAGE, 0x1_2345_8000, PAGE, R | W).unwrap();
+    pt.map(Iova(iova + 2 * PAGE), PhysAddr(0x1_2345_8000), PAGE, R | W)
+        .unwrap();
     assert_eq!(
         path(&hal, root, 4, iova + 2 * PAGE, 1, tb),
         0x1_2345_8000 | P | RW | US | A | D | PCD | XD
     );
     // 2 MiB: PS in the PDE, PAT (bit 12) clear.
-    pt.map(2 * M2, 0x2_0020_0000, M2, R | W | Prot::CACHE)
-        .unwrap();
+    pt.map(
+        Iova(2 * M2),
+        PhysAddr(0x2_0020_0000),
+        M2,
+        R | W | Prot::CACHE,
+    )
+    .unwrap();
     assert_eq!(
         path(&hal, root, 4, 2 * M2, 2, tb),
         0x2_0020_0000 | P | RW | US | A | D | PS | XD
     );
     // 1 GiB: PS in the PDPTE.
     pt.map(
-        3 * G1,
-        0x40_0000_0000,
+        Iova(3 * G1),
+        PhysAddr(0x40_0000_0000),
         G1,
         R | X | Prot::CACHE | Prot::GLOBAL,
     )
@@ -262,12 +283,13 @@ fn x86_64_5_level_and_no_1g_golden() {
     let hal = TestHal::new(64);
     let mut pt = table(X86_64::new(true), &hal);
     let iova = (1u64 << 48) * 5 + G1;
-    pt.map(iova, 0x4000_0000, G1, R | W | Prot::CACHE).unwrap();
+    pt.map(Iova(iova), PhysAddr(0x4000_0000), G1, R | W | Prot::CACHE)
+        .unwrap();
     // Without 1 GiB pages a GiB becomes 512 2 MiB PDEs.
     assert_eq!(
         path(
             &hal,
-            pt.root_phys(),
+            pt.root_phys().0,
             5,
             iova + 511 * M2,
             2,
@@ -306,20 +328,25 @@ fn arm_s1_golden() {
     // Device-nGnRE; slot n is bits 8n+7:8n.
     assert_eq!(f.mair(), 0x04_ff_44);
     let mut pt = table(f, &hal);
-    let root = pt.root_phys();
+    let root = pt.root_phys().0;
     // Table descriptors: 0b11, no APTable/XNTable/PXNTable/NSTable.
     let tb = (AV | AT, IGN_ARM);
     let iova = (1u64 << 39) + 2 * G1 + 3 * M2 + 4 * PAGE;
-    pt.map(iova, 0x1_2345_6000, PAGE, R | W | X | Prot::CACHE)
-        .unwrap();
+    pt.map(
+        Iova(iova),
+        PhysAddr(0x1_2345_6000),
+        PAGE,
+        R | W | X | Prot::CACHE,
+    )
+    .unwrap();
     assert_eq!(
         path(&hal, root, 4, iova, 1, tb),
         0x1_2345_6000 | AV | AT | attr(1) | AP_EL0 | SH_IS | AF | NG
     );
     // Device: never executable; SH left 0 (ignored for Device memory).
     pt.map(
-        iova + PAGE,
-        0x1_2345_7000,
+        Iova(iova + PAGE),
+        PhysAddr(0x1_2345_7000),
         PAGE,
         R | X | Prot::PRIV | Prot::GLOBAL | Prot::MMIO,
     )
@@ -329,14 +356,20 @@ fn arm_s1_golden() {
         0x1_2345_7000 | AV | AT | attr(2) | AP_RO | AF | PXN | UXN
     );
     // 2 MiB block at L2: bits[1:0] = 0b01.
-    pt.map(2 * M2, 0x2_0020_0000, M2, R | W | Prot::CACHE)
-        .unwrap();
+    pt.map(
+        Iova(2 * M2),
+        PhysAddr(0x2_0020_0000),
+        M2,
+        R | W | Prot::CACHE,
+    )
+    .unwrap();
     assert_eq!(
         path(&hal, root, 4, 2 * M2, 2, tb),
         0x2_0020_0000 | AV | attr(1) | AP_EL0 | SH_IS | AF | NG | PXN | UXN
     );
     // 1 GiB block at L1, normal non-cacheable, read-only.
-    pt.map(3 * G1, 0x40_0000_0000, G1, R).unwrap();
+    pt.map(Iova(3 * G1), PhysAddr(0x40_0000_0000), G1, R)
+        .unwrap();
     assert_eq!(
         path(&hal, root, 4, 3 * G1, 3, tb),
         0x40_0000_0000 | AV | attr(0) | AP_EL0 | AP_RO | SH_IS | AF | NG | PXN | UXN
@@ -354,12 +387,23 @@ fn arm_s1_custom_mair_golden() {
     let f = ArmS1::new(mair, 40).unwrap();
     assert_eq!(f.mair(), 0x04 << 56 | 0x44 << 40 | 0xff << 24);
     let mut pt = table(f, &hal);
-    pt.map(0, 0x8000_0000, PAGE, R | W | Prot::CACHE | X)
+    pt.map(
+        Iova(0),
+        PhysAddr(0x8000_0000),
+        PAGE,
+        R | W | Prot::CACHE | X,
+    )
+    .unwrap();
+    pt.map(Iova(PAGE), PhysAddr(0x8000_1000), PAGE, R | W)
         .unwrap();
-    pt.map(PAGE, 0x8000_1000, PAGE, R | W).unwrap();
-    pt.map(2 * PAGE, 0x8000_2000, PAGE, R | W | Prot::MMIO)
-        .unwrap();
-    let root = pt.root_phys();
+    pt.map(
+        Iova(2 * PAGE),
+        PhysAddr(0x8000_2000),
+        PAGE,
+        R | W | Prot::MMIO,
+    )
+    .unwrap();
+    let root = pt.root_phys().0;
     assert_eq!(
         path(&hal, root, 4, 0, 1, (AV | AT, IGN_ARM)) & (7 << 2),
         attr(3)
@@ -426,14 +470,19 @@ fn arm_s2_ste_fields() {
 fn arm_s2_golden_40_bit() {
     let hal = TestHal::new(64);
     let mut pt = table(ArmS2::new(40, 48).unwrap(), &hal);
-    let root = pt.root_phys();
+    let root = pt.root_phys().0;
     assert_eq!(root % (2 * PAGE), 0, "2 concatenated root pages, aligned");
     assert_eq!(hal.sizes_asked(), vec![2]);
     let tb = (AV | AT, IGN_ARM);
     // IPA bit 39 selects the second root page: L1 index 512 + 2.
     let ipa = (1u64 << 39) + 2 * G1 + 3 * M2 + 4 * PAGE;
-    pt.map(ipa, 0x1_2345_6000, PAGE, R | W | X | Prot::CACHE)
-        .unwrap();
+    pt.map(
+        Iova(ipa),
+        PhysAddr(0x1_2345_6000),
+        PAGE,
+        R | W | X | Prot::CACHE,
+    )
+    .unwrap();
     assert_eq!(
         path(&hal, root, 3, ipa, 1, tb),
         0x1_2345_6000 | AV | AT | S2_WB | S2R | S2W | SH_IS | AF
@@ -444,22 +493,33 @@ fn arm_s2_golden_40_bit() {
         "entry in the 2nd root page"
     );
     // Device-nGnRE, read-only, never executable.
-    pt.map(ipa + PAGE, 0x1_2345_7000, PAGE, R | X | Prot::MMIO)
-        .unwrap();
+    pt.map(
+        Iova(ipa + PAGE),
+        PhysAddr(0x1_2345_7000),
+        PAGE,
+        R | X | Prot::MMIO,
+    )
+    .unwrap();
     assert_eq!(
         path(&hal, root, 3, ipa + PAGE, 1, tb),
         0x1_2345_7000 | AV | AT | S2_DEV | S2R | AF | S2XN
     );
     // 2 MiB block, write-only, NC.
-    pt.map(2 * M2, 0x2_0020_0000, M2, W).unwrap();
+    pt.map(Iova(2 * M2), PhysAddr(0x2_0020_0000), M2, W)
+        .unwrap();
     assert_eq!(
         path(&hal, root, 3, 2 * M2, 2, tb),
         0x2_0020_0000 | AV | S2_NC | S2W | SH_IS | AF | S2XN
     );
     // 1 GiB block in the concatenated root (start level L1).
     let ipa = (1u64 << 39) + G1;
-    pt.map(ipa, 0x40_0000_0000, G1, R | W | X | Prot::CACHE)
-        .unwrap();
+    pt.map(
+        Iova(ipa),
+        PhysAddr(0x40_0000_0000),
+        G1,
+        R | W | X | Prot::CACHE,
+    )
+    .unwrap();
     assert_eq!(
         path(&hal, root, 3, ipa, 3, tb),
         0x40_0000_0000 | AV | S2_WB | S2R | S2W | SH_IS | AF
@@ -476,9 +536,9 @@ fn arm_s2_golden_32_and_48_bit() {
     // 32-bit: start at L2 with 4 concatenated pages; 2 MiB blocks in the root,
     // no 1 GiB blocks.
     let mut pt = table(ArmS2::new(32, 48).unwrap(), &hal);
-    let root = pt.root_phys();
+    let root = pt.root_phys().0;
     assert_eq!(root % (4 * PAGE), 0);
-    pt.map(3 * G1, 0x8000_0000, G1, R | W | Prot::CACHE)
+    pt.map(Iova(3 * G1), PhysAddr(0x8000_0000), G1, R | W | Prot::CACHE)
         .unwrap();
     // Root index 3*512 + 7 (4th page).
     let e = hal.read_u64(root + (3 * 512 + 7) * 8);
@@ -491,14 +551,18 @@ fn arm_s2_golden_32_and_48_bit() {
         4,
         "no table below the root for blocks"
     );
-    assert!(pt.map(4 * G1, 0, PAGE, R).is_err(), "IPA beyond 32 bits");
+    assert!(
+        pt.map(Iova(4 * G1), PhysAddr(0), PAGE, R).is_err(),
+        "IPA beyond 32 bits"
+    );
     drop(pt);
     // 48-bit: start at L0, single root page.
     let mut pt = table(ArmS2::new(48, 48).unwrap(), &hal);
     let ipa = (0x1ffu64 << 39) + 511 * G1 + 511 * M2 + 511 * PAGE;
-    pt.map(ipa, 0xffff_ffff_f000, PAGE, R).unwrap();
+    pt.map(Iova(ipa), PhysAddr(0xffff_ffff_f000), PAGE, R)
+        .unwrap();
     assert_eq!(
-        path(&hal, pt.root_phys(), 4, ipa, 1, (AV | AT, IGN_ARM)),
+        path(&hal, pt.root_phys().0, 4, ipa, 1, (AV | AT, IGN_ARM)),
         0xffff_ffff_f000 | AV | AT | S2_NC | S2R | SH_IS | AF | S2XN
     );
 }
@@ -514,9 +578,9 @@ fn vtd_sl_execute_needs_x_in_table_entries() {
         .unwrap()
         .with_execute(true);
     let mut pt = table(f, &hal);
-    pt.map(0, 0x10_0000, PAGE, R | X).unwrap();
+    pt.map(Iova(0), PhysAddr(0x10_0000), PAGE, R | X).unwrap();
     assert_eq!(
-        path(&hal, pt.root_phys(), 4, 0, 1, (VR | VW | VX, IGN_VTD)),
+        path(&hal, pt.root_phys().0, 4, 0, 1, (VR | VW | VX, IGN_VTD)),
         0x10_0000 | VR | VX
     );
 }

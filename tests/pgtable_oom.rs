@@ -10,6 +10,7 @@ use common::pool::PAGE;
 use iommu::Error;
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::pgtable::{ArmS1, ArmS2, Format, MairIndices, PageTable, Prot, VtdSl, X86_64};
+use iommu::{Iova, PhysAddr};
 
 const RW: Prot = Prot::READ.union(Prot::WRITE);
 
@@ -35,7 +36,7 @@ fn fail_each_allocation<F: Format>(
             hal.fail_nth(n);
         }
         let attempts = hal.attempts();
-        let r = h.pt.map(iova, paddr, len, RW | Prot::CACHE);
+        let r = h.pt.map(Iova(iova), PhysAddr(paddr), len, RW | Prot::CACHE);
         let tried = hal.attempts() - attempts;
         hal.clear_failures();
         if r.is_ok() {
@@ -116,7 +117,10 @@ fn run<F: Format + Clone>(format: F, kind: Kind, fail_all: bool) {
     );
     assert!(n >= 3, "{kind:?}: the mixed map needed only {n} tables");
     // Blocks were used in the middle.
-    assert_eq!(h.pt.translate(top_span / 2 - M2).map(|t| t.size), Some(M2));
+    assert_eq!(
+        h.pt.translate(Iova(top_span / 2 - M2)).map(|t| t.size),
+        Some(M2)
+    );
     for (k, len) in h.model.runs() {
         h.unmap(k, len).unwrap();
     }
@@ -214,8 +218,8 @@ fn overlap_at_the_end<F: Format>(format: F, kind: Kind) {
     let before = hal.counts();
     // 4 KiB-granular range covering new 2 MiB regions, ending on the page.
     let r = h.pt.map(
-        3 * G1 - 16 * M2,
-        0x8000_0000 - 16 * M2 + PAGE,
+        Iova(3 * G1 - 16 * M2),
+        PhysAddr(0x8000_0000 - 16 * M2 + PAGE),
         16 * M2 + 6 * PAGE,
         RW,
     );

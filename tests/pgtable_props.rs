@@ -8,6 +8,7 @@ mod common;
 use common::TestHal;
 use common::harness::{G1, Harness, Kind, M2, prot_from_bits};
 use common::pool::PAGE;
+
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::pgtable::{ArmS1, ArmS2, Format, MairIndices, VtdSl, X86_64};
 use proptest::prelude::*;

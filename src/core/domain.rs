@@ -1,6 +1,7 @@
 //! Domains: allocation of paging domains over the page-table engine, their
 //! driver state and tables, freeing, and mapping.
 
+use crate::addr::{Iova, PhysAddr};
 use crate::error::{Error, Object};
 use crate::hal::Hal;
 use crate::pgtable::{ArmS1, ArmS2, Gather, PageTable, Prot, VtdSl, X86_64};
@@ -42,7 +43,7 @@ impl<H: Hal> Table<H> {
         })
     }
 
-    pub(super) fn root(&self) -> u64 {
+    pub(super) fn root(&self) -> PhysAddr {
         with_table!(self, t => t.root_phys())
     }
 }
@@ -316,8 +317,8 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     pub fn map(
         &mut self,
         id: DomainId,
-        iova: u64,
-        paddr: u64,
+        iova: Iova,
+        paddr: PhysAddr,
         len: u64,
         prot: Prot,
     ) -> Result<(), Error> {
@@ -327,7 +328,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             let d = domain_ref(&self.slots, id)?;
             tags::flush(
                 d.tags.iter(),
-                Some((iova, iova + len)),
+                Some((iova.0, iova.0 + len)),
                 crate::hal::PAGE_SIZE,
                 false,
                 &mut self.driver,
@@ -341,7 +342,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     pub fn unmap(
         &mut self,
         id: DomainId,
-        iova: u64,
+        iova: Iova,
         len: u64,
         gather: &mut Gather,
     ) -> Result<(), Error> {
@@ -361,14 +362,14 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// [`unmap`](Self::unmap) then [`sync`](Self::sync). If the sync fails
     /// the range is unmapped but its freed table pages are leaked (never
     /// freed while the IOMMU might walk them) and the error returned.
-    pub fn unmap_sync(&mut self, id: DomainId, iova: u64, len: u64) -> Result<(), Error> {
+    pub fn unmap_sync(&mut self, id: DomainId, iova: Iova, len: u64) -> Result<(), Error> {
         let mut gather = Gather::new();
         self.unmap(id, iova, len, &mut gather)?;
         self.sync(id, &mut gather)
     }
 
     /// What `iova` translates to in a paging domain.
-    pub fn iova_to_phys(&self, id: DomainId, iova: u64) -> Result<Option<u64>, Error> {
+    pub fn iova_to_phys(&self, id: DomainId, iova: Iova) -> Result<Option<PhysAddr>, Error> {
         let unsupported = Error::Unsupported {
             what: "lookups in a domain without an I/O page table",
         };

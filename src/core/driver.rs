@@ -7,6 +7,7 @@
 //! bonds, fault grouping and routing — is the core's
 //! ([`Iommu`](super::Iommu)).
 
+use crate::addr::PhysAddr;
 use crate::error::Error;
 use crate::pgtable::{ArmS1, ArmS2, VtdSl, X86_64};
 
@@ -135,7 +136,7 @@ pub enum DomainDesc<'a, P> {
         /// The driver's state for it.
         hw: &'a DomainHw<P>,
         /// Physical address of the table root.
-        root: u64,
+        root: PhysAddr,
         /// Options it was allocated with.
         flags: PagingFlags,
     },
@@ -154,7 +155,7 @@ pub enum DomainDesc<'a, P> {
         /// The parent's driver state.
         parent_hw: &'a DomainHw<P>,
         /// Physical address of the parent's table root.
-        parent_root: u64,
+        parent_root: PhysAddr,
     },
 }
 

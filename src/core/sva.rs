@@ -7,6 +7,8 @@
 //! table: the embedder's memory manager owns it and reports changes through
 //! [`Iommu::invalidate_range`](super::Iommu::invalidate_range).
 
+use crate::addr::PhysAddr;
+
 /// The format of a CPU page table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuFormat {
@@ -28,7 +30,7 @@ pub enum CpuFormat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddressSpace {
     /// Physical address of the page table's root (CR3 / TTBR0 base).
-    pub root: u64,
+    pub root: PhysAddr,
     /// Its format.
     pub format: CpuFormat,
     /// The CPU's ASID / PCID for it (0 if the CPU does not tag).
@@ -93,9 +95,9 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         desc: AddressSpace,
         fault: FaultTarget,
     ) -> Result<SpaceId, Error> {
-        if !desc.root.is_multiple_of(crate::hal::PAGE_SIZE) {
+        if !desc.root.is_aligned(crate::hal::PAGE_SIZE) {
             return Err(Error::Unaligned {
-                value: desc.root,
+                value: desc.root.0,
                 align: crate::hal::PAGE_SIZE,
             });
         }

@@ -22,6 +22,7 @@
 
 use heapless::Vec;
 
+use crate::addr::{Iova, PhysAddr};
 use crate::core::user::InvalidateOutcome;
 use crate::core::{DeviceId, DomainId, DomainKind, HwInfo, Iommu, IommuDriver, PagingFlags};
 use crate::error::{Error, Object};
@@ -37,9 +38,9 @@ pub const HWPTS_PER_IOAS: usize = 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Area {
     /// First I/O virtual address.
-    pub iova: u64,
+    pub iova: Iova,
     /// Physical address it maps to.
-    pub paddr: u64,
+    pub paddr: PhysAddr,
     /// Length in bytes (a multiple of 4 KiB).
     pub len: u64,
     /// Permissions.
@@ -48,7 +49,7 @@ pub struct Area {
 
 impl Area {
     fn end(&self) -> u64 {
-        self.iova + self.len
+        self.iova.0 + self.len
     }
 }
 
@@ -145,7 +146,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
             })?;
         }
         let inside =
-            |a: &Area| new.is_empty() || new.iter().any(|&(s, e)| s <= a.iova && a.end() <= e);
+            |a: &Area| new.is_empty() || new.iter().any(|&(s, e)| s <= a.iova.0 && a.end() <= e);
         if self.areas.iter().any(|a| !inside(a)) {
             return Err(Error::Busy {
                 what: "a mapping lies outside the new allowed ranges",
@@ -162,10 +163,10 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
         if let Some(a) = self
             .areas
             .iter()
-            .find(|a| intersects((a.iova, a.end()), (start, end)))
+            .find(|a| intersects((a.iova.0, a.end()), (start, end)))
         {
             return Err(Error::Overlap {
-                iova: a.iova.max(start),
+                iova: a.iova.0.max(start),
             });
         }
         self.reserved
@@ -194,10 +195,10 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
         if let Some(a) = self
             .areas
             .iter()
-            .find(|a| intersects((a.iova, a.end()), (iova, end)))
+            .find(|a| intersects((a.iova.0, a.end()), (iova, end)))
         {
             return Err(Error::Overlap {
-                iova: a.iova.max(iova),
+                iova: a.iova.0.max(iova),
             });
         }
         Ok(end)
@@ -206,7 +207,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
     /// The lowest free IOVA with room for `len` bytes aligned to `align` (a
     /// power of two, at least 4 KiB), inside the allowed ranges and outside
     /// reserved ranges and mappings.
-    pub fn alloc_iova(&self, len: u64, align: u64) -> Result<u64, Error> {
+    pub fn alloc_iova(&self, len: u64, align: u64) -> Result<Iova, Error> {
         if !align.is_power_of_two() || align < PAGE_SIZE {
             return Err(Error::Unaligned {
                 value: align,
@@ -240,7 +241,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
                     .reserved
                     .iter()
                     .copied()
-                    .chain(self.areas.iter().map(|a| (a.iova, a.end())))
+                    .chain(self.areas.iter().map(|a| (a.iova.0, a.end())))
                     .filter(|r| intersects(*r, (cand, end)))
                     .map(|r| r.1)
                     .max();
@@ -253,7 +254,8 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
                 }
             }
         }
-        best.ok_or(Error::Exhausted { what: Object::Iova })
+        best.map(Iova)
+            .ok_or(Error::Exhausted { what: Object::Iova })
     }
 
     /// Map `[iova, iova + len)` to `paddr` in the IOAS and every paging
@@ -262,11 +264,12 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
     pub fn map<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
         &mut self,
         core: &mut Iommu<D, H, DO, DE>,
-        iova: u64,
-        paddr: u64,
+        iova: Iova,
+        paddr: PhysAddr,
         len: u64,
         prot: Prot,
     ) -> Result<(), Error> {
+        let (iova, paddr) = (iova.0, paddr.0);
         self.check_free(iova, len)?;
         if !paddr.is_multiple_of(PAGE_SIZE) {
             return Err(Error::Unaligned {
@@ -280,22 +283,22 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
             });
         }
         for (i, &d) in self.hwpts.iter().enumerate() {
-            if let Err(e) = core.map(d, iova, paddr, len, prot) {
+            if let Err(e) = core.map(d, Iova(iova), PhysAddr(paddr), len, prot) {
                 // Domain `i` may hold the range too (a caching-mode flush
                 // failed after the map).
                 for &done in &self.hwpts[..=i] {
-                    undo_map(core, done, iova, len);
+                    undo_map(core, done, Iova(iova), len);
                 }
                 return Err(e);
             }
         }
         let area = Area {
-            iova,
-            paddr,
+            iova: Iova(iova),
+            paddr: PhysAddr(paddr),
             len,
             prot,
         };
-        let at = self.areas.iter().position(|a| a.iova > iova);
+        let at = self.areas.iter().position(|a| a.iova.0 > iova);
         // Room was checked above.
         let _ = match at {
             Some(i) => self.areas.insert(i, area),
@@ -313,19 +316,20 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
     pub fn unmap<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
         &mut self,
         core: &mut Iommu<D, H, DO, DE>,
-        iova: u64,
+        iova: Iova,
         len: u64,
     ) -> Result<u64, Error> {
+        let iova = iova.0;
         let end = end_of(iova, len)?;
         let mut hit = false;
         for a in self
             .areas
             .iter()
-            .filter(|a| intersects((a.iova, a.end()), (iova, end)))
+            .filter(|a| intersects((a.iova.0, a.end()), (iova, end)))
         {
-            if a.iova < iova || a.end() > end {
+            if a.iova.0 < iova || a.end() > end {
                 return Err(Error::SplitBlock {
-                    iova: a.iova,
+                    iova: a.iova.0,
                     size: a.len,
                 });
             }
@@ -339,7 +343,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
         while let Some(i) = self
             .areas
             .iter()
-            .position(|a| a.iova >= iova && a.end() <= end)
+            .position(|a| a.iova.0 >= iova && a.end() <= end)
         {
             let a = self.areas.remove(i);
             for &d in &self.hwpts {
@@ -411,7 +415,7 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
 fn undo_map<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
     core: &mut Iommu<D, H, DO, DE>,
     hwpt: DomainId,
-    iova: u64,
+    iova: Iova,
     len: u64,
 ) {
     if core.iova_to_phys(hwpt, iova).ok().flatten().is_some() {

@@ -44,6 +44,7 @@ pub use x86_64::X86_64;
 
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
+use crate::addr::{Iova, PhysAddr};
 use crate::error::Error;
 use crate::hal::{Hal, PAGE_SIZE};
 
@@ -141,7 +142,7 @@ pub trait Format {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Translation {
     /// Physical address of the input address.
-    pub phys: u64,
+    pub phys: PhysAddr,
     /// Size of the leaf that maps it.
     pub size: u64,
     /// Its permissions and memory type.
@@ -165,6 +166,7 @@ fn level_size(level: u32) -> u64 {
 /// address: never a valid entry in any format, so a walker following a stale
 /// pointer still sees only non-present entries) until [`Gather::release`].
 #[derive(Debug)]
+#[must_use = "gathered table pages are freed only by a sync (`Iommu::sync`) or `Gather::release` after the IOTLB invalidation"]
 pub struct Gather {
     start: u64,
     end: u64,
@@ -240,7 +242,7 @@ impl Gather {
             // SAFETY: the page was allocated by a PageTable through this Hal,
             // unlinked from its table by unmap, and the caller has invalidated
             // the IOMMU caches that could still reference it.
-            unsafe { hal.free_pages(page, 1) };
+            unsafe { hal.free_pages(PhysAddr(page), 1) };
         }
         *self = Gather::new();
     }
@@ -249,7 +251,7 @@ impl Gather {
 #[inline]
 fn entry_ptr<H: Hal>(hal: &H, table: u64, index: usize) -> *mut u64 {
     // The table is a page the Hal gave us; `index` is below its entry count.
-    (hal.phys_to_virt(table) as *mut u64).wrapping_add(index)
+    (hal.phys_to_virt(PhysAddr(table)) as *mut u64).wrapping_add(index)
 }
 
 #[inline]
@@ -297,19 +299,20 @@ impl<F: Format, H: Hal> PageTable<F, H> {
     pub fn new(format: F, hal: H) -> Result<Self, Error> {
         let root = hal
             .alloc_pages(format.root_pages())
-            .ok_or(Error::NoMemory)?;
+            .ok_or(Error::NoMemory)?
+            .0;
         let end = root + format.root_pages() as u64 * PAGE_SIZE;
         if end > 1u64 << format.oas() {
             // SAFETY: just allocated, never handed to hardware.
-            unsafe { hal.free_pages(root, format.root_pages()) };
+            unsafe { hal.free_pages(PhysAddr(root), format.root_pages()) };
             return Err(table_above_oas(root));
         }
         Ok(PageTable { format, hal, root })
     }
 
     /// Physical address of the root (what the hardware's table pointer takes).
-    pub fn root_phys(&self) -> u64 {
-        self.root
+    pub fn root_phys(&self) -> PhysAddr {
+        PhysAddr(self.root)
     }
 
     /// The format.
@@ -420,7 +423,8 @@ impl<F: Format, H: Hal> PageTable<F, H> {
     ///
     /// All three must be 4 KiB aligned; `len > 0`. On error the table is
     /// exactly as before.
-    pub fn map(&mut self, iova: u64, paddr: u64, len: u64, prot: Prot) -> Result<(), Error> {
+    pub fn map(&mut self, iova: Iova, paddr: PhysAddr, len: u64, prot: Prot) -> Result<(), Error> {
+        let (iova, paddr) = (iova.0, paddr.0);
         let end = self.check_range(iova, len)?;
         if !paddr.is_multiple_of(PAGE_SIZE) {
             return Err(Error::Unaligned {
@@ -516,11 +520,11 @@ impl<F: Format, H: Hal> PageTable<F, H> {
     fn reserve(&self, count: usize) -> Result<Reserve, Error> {
         let mut r = Reserve { head: 0 };
         for _ in 0..count {
-            match self.hal.alloc_pages(1) {
+            match self.hal.alloc_pages(1).map(|p| p.0) {
                 // A table entry cannot point above the output address size.
                 Some(p) if p & !self.format.addr_mask() != 0 => {
                     // SAFETY: just allocated, never linked.
-                    unsafe { self.hal.free_pages(p, 1) };
+                    unsafe { self.hal.free_pages(PhysAddr(p), 1) };
                     self.free_reserve(r);
                     return Err(table_above_oas(p));
                 }
@@ -543,7 +547,7 @@ impl<F: Format, H: Hal> PageTable<F, H> {
             r.head = load(entry_ptr(&self.hal, p, 0));
             // SAFETY: reserved pages were never linked into the table, so no
             // walker can reach them.
-            unsafe { self.hal.free_pages(p, 1) };
+            unsafe { self.hal.free_pages(PhysAddr(p), 1) };
         }
     }
 
@@ -622,7 +626,8 @@ impl<F: Format, H: Hal> PageTable<F, H> {
 
     /// Unmap `[iova, iova + len)`, which must be entirely mapped and must not
     /// cut a block. Emptied tables go to `gather`; on error nothing changes.
-    pub fn unmap(&mut self, iova: u64, len: u64, gather: &mut Gather) -> Result<(), Error> {
+    pub fn unmap(&mut self, iova: Iova, len: u64, gather: &mut Gather) -> Result<(), Error> {
+        let iova = iova.0;
         let end = self.check_range(iova, len)?;
         // Descend once to the lowest table whose single entry holds the whole
         // range, remembering the entries passed (at most one per level).
@@ -800,12 +805,13 @@ impl<F: Format, H: Hal> PageTable<F, H> {
     }
 
     /// Physical address `iova` translates to, if mapped.
-    pub fn iova_to_phys(&self, iova: u64) -> Option<u64> {
-        self.translate(iova).map(|t| t.phys)
+    pub fn iova_to_phys(&self, iova: Iova) -> Option<PhysAddr> {
+        self.translate(Iova(iova.0)).map(|t| t.phys)
     }
 
     /// Walk the table for `iova` as the hardware would.
-    pub fn translate(&self, iova: u64) -> Option<Translation> {
+    pub fn translate(&self, iova: Iova) -> Option<Translation> {
+        let iova = iova.0;
         if iova >= self.format.input_limit() {
             return None;
         }
@@ -818,7 +824,7 @@ impl<F: Format, H: Hal> PageTable<F, H> {
                 Pte::Leaf(base) => {
                     let size = level_size(level);
                     return Some(Translation {
-                        phys: base | (iova & (size - 1)),
+                        phys: PhysAddr(base | (iova & (size - 1))),
                         size,
                         prot: self.format.leaf_prot(pte, level),
                     });
@@ -844,7 +850,7 @@ impl<F: Format, H: Hal> PageTable<F, H> {
                     self.free_tree(child, level - 1);
                     // SAFETY: the child is a table page this PageTable allocated;
                     // the table is being dropped, so nothing walks it any more.
-                    unsafe { self.hal.free_pages(child, 1) };
+                    unsafe { self.hal.free_pages(PhysAddr(child), 1) };
                 }
             }
         }
@@ -857,7 +863,10 @@ impl<F: Format, H: Hal> Drop for PageTable<F, H> {
     fn drop(&mut self) {
         self.free_tree(self.root, self.root_level());
         // SAFETY: the root came from alloc_pages(root_pages) in `new`.
-        unsafe { self.hal.free_pages(self.root, self.format.root_pages()) };
+        unsafe {
+            self.hal
+                .free_pages(PhysAddr(self.root), self.format.root_pages())
+        };
     }
 }
 
@@ -885,23 +894,25 @@ mod smoke {
             }
         }
     }
-    impl Hal for Pool {
-        fn alloc_pages(&self, count: usize) -> Option<u64> {
+    // SAFETY: each page is a distinct element of `mem`, handed out once
+    // until freed, zeroed at allocation; `phys_to_virt` points at it.
+    unsafe impl Hal for Pool {
+        fn alloc_pages(&self, count: usize) -> Option<PhysAddr> {
             assert_eq!(count, 1);
             let i = self.free.borrow_mut().pop()?;
             self.mem.borrow_mut()[i] = [0; 512];
             self.live.set(self.live.get() + 1);
-            Some(BASE + i as u64 * PAGE_SIZE)
+            Some(PhysAddr(BASE + i as u64 * PAGE_SIZE))
         }
-        unsafe fn free_pages(&self, phys: u64, count: usize) {
+        unsafe fn free_pages(&self, phys: PhysAddr, count: usize) {
             assert_eq!(count, 1);
             self.free
                 .borrow_mut()
-                .push(((phys - BASE) / PAGE_SIZE) as usize);
+                .push(((phys.0 - BASE) / PAGE_SIZE) as usize);
             self.live.set(self.live.get() - 1);
         }
-        fn phys_to_virt(&self, phys: u64) -> *mut u8 {
-            let i = ((phys - BASE) / PAGE_SIZE) as usize;
+        fn phys_to_virt(&self, phys: PhysAddr) -> *mut u8 {
+            let i = ((phys.0 - BASE) / PAGE_SIZE) as usize;
             self.mem.borrow_mut()[i].as_mut_ptr() as *mut u8
         }
     }
@@ -914,35 +925,37 @@ mod smoke {
             let mut pt = PageTable::new(fmt, &pool).unwrap();
             let rw = Prot::READ | Prot::WRITE;
             // 1 MiB of 4 KiB pages and one 2 MiB block.
-            pt.map(0x10_0000, 0x8000_0000, 0x10_0000, rw).unwrap();
-            pt.map(0x40_0000, 0x9000_0000, 0x20_0000, rw).unwrap();
+            pt.map(Iova(0x10_0000), PhysAddr(0x8000_0000), 0x10_0000, rw)
+                .unwrap();
+            pt.map(Iova(0x40_0000), PhysAddr(0x9000_0000), 0x20_0000, rw)
+                .unwrap();
             assert_eq!(pool.live.get(), 4, "root + L2 + L1 + one leaf table");
-            let t = pt.translate(0x10_3123).unwrap();
-            assert_eq!((t.phys, t.size), (0x8000_3123, 4096));
-            let t = pt.translate(0x5f_fff8).unwrap();
-            assert_eq!((t.phys, t.size), (0x901f_fff8, 2 << 20));
-            assert_eq!(pt.iova_to_phys(0x20_0000), None);
+            let t = pt.translate(Iova(0x10_3123)).unwrap();
+            assert_eq!((t.phys.0, t.size), (0x8000_3123, 4096));
+            let t = pt.translate(Iova(0x5f_fff8)).unwrap();
+            assert_eq!((t.phys.0, t.size), (0x901f_fff8, 2 << 20));
+            assert_eq!(pt.iova_to_phys(Iova(0x20_0000)), None);
             assert_eq!(
-                pt.map(0x1f_f000, 0, 0x2000, rw),
+                pt.map(Iova(0x1f_f000), PhysAddr(0), 0x2000, rw),
                 Err(Error::Overlap { iova: 0x1f_f000 })
             );
             let mut g = Gather::new();
             assert_eq!(
-                pt.unmap(0x40_0000, 0x1000, &mut g),
+                pt.unmap(Iova(0x40_0000), 0x1000, &mut g),
                 Err(Error::SplitBlock {
                     iova: 0x40_0000,
                     size: 2 << 20
                 })
             );
             assert_eq!(
-                pt.unmap(0x20_0000, 0x1000, &mut g),
+                pt.unmap(Iova(0x20_0000), 0x1000, &mut g),
                 Err(Error::NotMapped { iova: 0x20_0000 })
             );
-            pt.unmap(0x10_0000, 0x10_0000, &mut g).unwrap();
+            pt.unmap(Iova(0x10_0000), 0x10_0000, &mut g).unwrap();
             assert_eq!(g.freed_pages(), 1, "the emptied leaf table");
             assert_eq!(g.range(), Some((0x10_0000, 0x20_0000)));
             assert_eq!(g.page_size(), 4096);
-            assert_eq!(pt.iova_to_phys(0x10_0000), None);
+            assert_eq!(pt.iova_to_phys(Iova(0x10_0000)), None);
             g.release(pt.hal());
             assert_eq!(pool.live.get(), 3);
         }
@@ -981,23 +994,29 @@ mod smoke {
         let rw = Prot::READ | Prot::WRITE;
         let mut g = Gather::new();
         // 3 MiB at an odd 4 KiB offset: leaf tables, one 2 MiB block, leaf tables.
-        pt.map(0x1ff000, 0x4000_0000 + 0x1ff000, 0x30_2000, rw)
+        pt.map(
+            Iova(0x1ff000),
+            PhysAddr(0x4000_0000 + 0x1ff000),
+            0x30_2000,
+            rw,
+        )
+        .unwrap();
+        pt.map(Iova(0x8000_0000), PhysAddr(0x8000_0000), 1 << 30, rw)
             .unwrap();
-        pt.map(0x8000_0000, 0x8000_0000, 1 << 30, rw).unwrap();
         counts_ok(&pt, pt.root, pt.root_level());
-        pt.unmap(0x1ff000, 0x1000, &mut g).unwrap();
+        pt.unmap(Iova(0x1ff000), 0x1000, &mut g).unwrap();
         counts_ok(&pt, pt.root, pt.root_level());
-        pt.unmap(0x200000, 0x20_0000, &mut g).unwrap();
+        pt.unmap(Iova(0x200000), 0x20_0000, &mut g).unwrap();
         counts_ok(&pt, pt.root, pt.root_level());
-        pt.unmap(0x400000, 0x1000, &mut g).unwrap();
+        pt.unmap(Iova(0x400000), 0x1000, &mut g).unwrap();
         counts_ok(&pt, pt.root, pt.root_level());
-        pt.unmap(0x8000_0000, 1 << 30, &mut g).unwrap();
+        pt.unmap(Iova(0x8000_0000), 1 << 30, &mut g).unwrap();
         assert_eq!(
             counts_ok(&pt, pt.root, pt.root_level()),
             1,
             "0x401000..0x501000 is left"
         );
-        pt.unmap(0x401000, 0x10_0000, &mut g).unwrap();
+        pt.unmap(Iova(0x401000), 0x10_0000, &mut g).unwrap();
         assert_eq!(counts_ok(&pt, pt.root, pt.root_level()), 0);
         g.release(pt.hal());
         assert_eq!(pool.live.get(), 1, "only the root is left");
@@ -1034,26 +1053,29 @@ mod smoke {
         let fmt = VtdSl::new(39, LargePages::empty()).unwrap();
         let mut pt = PageTable::new(fmt, &pool).unwrap();
         assert!(matches!(
-            pt.map(0, 0, 4096, Prot::EXEC),
+            pt.map(Iova(0), PhysAddr(0), 4096, Prot::EXEC),
             Err(Error::Unsupported { .. })
         ));
         assert_eq!(pool.live.get(), 1);
-        pt.map(0, 0, 4096, Prot::WRITE).unwrap();
-        assert_eq!(pt.translate(0).unwrap().prot, Prot::WRITE);
+        pt.map(Iova(0), PhysAddr(0), 4096, Prot::WRITE).unwrap();
+        assert_eq!(pt.translate(Iova(0)).unwrap().prot, Prot::WRITE);
     }
 
     #[test]
     fn out_of_memory_leaves_nothing_behind() {
         let pool = Pool::new(3); // root + 2: not enough for a 4-level 4 KiB map
         let mut pt = PageTable::new(X86_64::new(false), &pool).unwrap();
-        assert_eq!(pt.map(0, 0, 4096, Prot::READ), Err(Error::NoMemory));
+        assert_eq!(
+            pt.map(Iova(0), PhysAddr(0), 4096, Prot::READ),
+            Err(Error::NoMemory)
+        );
         // Non-canonical (upper-half) x86 inputs are refused, not masked.
         assert!(matches!(
-            pt.map(1 << 47, 0, 4096, Prot::READ),
+            pt.map(Iova(1 << 47), PhysAddr(0), 4096, Prot::READ),
             Err(Error::OutOfRange { what: "iova", .. })
         ));
-        assert_eq!(pt.translate((1 << 47) + 0x1000), None);
+        assert_eq!(pt.translate(Iova((1 << 47) + 0x1000)), None);
         assert_eq!(pool.live.get(), 1);
-        assert_eq!(pt.iova_to_phys(0), None);
+        assert_eq!(pt.iova_to_phys(Iova(0)), None);
     }
 }

@@ -5,6 +5,7 @@
 
 use iommu::Error;
 use iommu::pgtable::{Format, Gather, PageTable, Prot};
+use iommu::{Iova, PhysAddr};
 
 use super::model::{MLeaf, Model, Refusal};
 use super::pool::{DeviceView, PAGE, TestHal};
@@ -241,7 +242,7 @@ impl<'h, F: Format> Harness<'h, F> {
             "{kind:?}: root pages"
         );
         assert_eq!(
-            pt.root_phys() % (reff.root_pages() as u64 * PAGE),
+            pt.root_phys().0 % (reff.root_pages() as u64 * PAGE),
             0,
             "{kind:?}: root alignment"
         );
@@ -267,7 +268,7 @@ impl<'h, F: Format> Harness<'h, F> {
         let before_counts = self.hal.counts();
         let expect = self.model.clone().map(iova, paddr, len, prot);
         let first_overlap = self.model.first_overlap_chunk(iova, paddr, len);
-        let got = self.pt.map(iova, paddr, len, prot);
+        let got = self.pt.map(Iova(iova), PhysAddr(paddr), len, prot);
         let ctx = self.ctx();
         match (&expect, &got) {
             (Ok(()), Ok(())) => {
@@ -309,7 +310,7 @@ impl<'h, F: Format> Harness<'h, F> {
         let tables_before = self.scan().tables.len();
         let expect = self.model.check_unmap(iova, len);
         let mut g = Gather::new();
-        let got = self.pt.unmap(iova, len, &mut g);
+        let got = self.pt.unmap(Iova(iova), len, &mut g);
         match (&expect, &got) {
             (Ok(removed), Ok(())) => {
                 self.model.unmap(iova, len).unwrap();
@@ -374,7 +375,7 @@ impl<'h, F: Format> Harness<'h, F> {
 
     /// Reference scan of the whole table (CPU view).
     pub fn scan(&self) -> Scan {
-        self.reff.scan(self.hal, self.pt.root_phys())
+        self.reff.scan(self.hal, self.pt.root_phys().0)
     }
 
     /// Compare the engine's software walk and the reference walker with the
@@ -405,26 +406,26 @@ impl<'h, F: Format> Harness<'h, F> {
     pub fn check_point(&self, a: u64) {
         let ctx = self.ctx();
         let want = self.model.lookup(a);
-        let got = self.pt.translate(a);
-        let walked = self.reff.walk(self.hal, self.pt.root_phys(), a);
+        let got = self.pt.translate(Iova(a));
+        let walked = self.reff.walk(self.hal, self.pt.root_phys().0, a);
         let dev = self
             .reff
-            .walk(&DeviceView(self.hal), self.pt.root_phys(), a);
+            .walk(&DeviceView(self.hal), self.pt.root_phys().0, a);
         match want {
             None => {
                 assert_eq!(got, None, "{ctx}: engine translates unmapped {a:#x}");
                 assert_eq!(walked, None, "{ctx}: reference walks unmapped {a:#x}");
                 assert_eq!(dev, None, "{ctx}: device view maps unmapped {a:#x}");
-                assert_eq!(self.pt.iova_to_phys(a), None);
+                assert_eq!(self.pt.iova_to_phys(Iova(a)), None);
             }
             Some((phys, size, prot)) => {
                 let t = got.unwrap_or_else(|| panic!("{ctx}: engine misses {a:#x}"));
                 assert_eq!(
-                    (t.phys, t.size, t.prot),
+                    (t.phys.0, t.size, t.prot),
                     (phys, size, self.kind.expected_prot(prot)),
                     "{ctx}: engine translate({a:#x})"
                 );
-                assert_eq!(self.pt.iova_to_phys(a), Some(phys));
+                assert_eq!(self.pt.iova_to_phys(Iova(a)), Some(PhysAddr(phys)));
                 let w = walked.unwrap_or_else(|| panic!("{ctx}: reference misses {a:#x}"));
                 assert_eq!(
                     (w.phys, w.size, w.attrs),

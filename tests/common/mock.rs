@@ -87,10 +87,13 @@ impl Seen {
         match *d {
             DomainDesc::Blocked => Seen::Blocked,
             DomainDesc::Identity => Seen::Identity,
-            DomainDesc::Paging { hw, root, .. } => Seen::Paging { tag: hw.tag, root },
+            DomainDesc::Paging { hw, root, .. } => Seen::Paging {
+                tag: hw.tag,
+                root: root.0,
+            },
             DomainDesc::Sva { hw, space } => Seen::Sva {
                 tag: hw.tag,
-                root: space.root,
+                root: space.root.0,
             },
             DomainDesc::Nested {
                 hw,
@@ -100,7 +103,7 @@ impl Seen {
             } => Seen::Nested {
                 tag: hw.tag,
                 parent_tag: parent_hw.tag,
-                parent_root,
+                parent_root: parent_root.0,
             },
         }
     }

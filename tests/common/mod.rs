@@ -10,19 +10,22 @@ pub mod model;
 pub mod pool;
 pub mod walk;
 
+use iommu::PhysAddr;
 use iommu::hal::Hal;
 
 pub use pool::TestHal;
 
-impl Hal for TestHal {
-    fn alloc_pages(&self, count: usize) -> Option<u64> {
-        self.alloc(count)
+// SAFETY: the pool hands out distinct zeroed pages of its own buffer once
+// until freed, and `phys_to_virt` points into them.
+unsafe impl Hal for TestHal {
+    fn alloc_pages(&self, count: usize) -> Option<PhysAddr> {
+        self.alloc(count).map(PhysAddr)
     }
-    unsafe fn free_pages(&self, phys: u64, count: usize) {
-        self.free(phys, count)
+    unsafe fn free_pages(&self, phys: PhysAddr, count: usize) {
+        self.free(phys.0, count)
     }
-    fn phys_to_virt(&self, phys: u64) -> *mut u8 {
-        self.virt(phys)
+    fn phys_to_virt(&self, phys: PhysAddr) -> *mut u8 {
+        self.virt(phys.0)
     }
     fn flush_dcache(&self, virt: *const u8, len: usize) {
         self.flush(virt, len)
