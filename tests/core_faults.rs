@@ -121,16 +121,7 @@ fn sorted(mut v: Vec<Call>) -> Vec<Call> {
 
 const BLANK: UserFault = UserFault {
     cookie: 0,
-    fault: Fault {
-        instance: 0,
-        device: 0,
-        pasid: None,
-        addr: 0,
-        access: Access::empty(),
-        group: 0,
-        last: false,
-        kind: FaultKind::Unrecoverable,
-    },
+    fault: Fault::EMPTY,
 };
 
 fn read(c: &mut Core<'_>, o: FaultObjectId, room: usize) -> Vec<UserFault> {

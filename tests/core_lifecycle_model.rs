@@ -732,16 +732,7 @@ impl World<'_> {
             Op::Read => {
                 let blank = UserFault {
                     cookie: 0,
-                    fault: Fault {
-                        instance: 0,
-                        device: 0,
-                        pasid: None,
-                        addr: 0,
-                        access: Access::empty(),
-                        group: 0,
-                        last: true,
-                        kind: FaultKind::Unrecoverable,
-                    },
+                    fault: Fault::EMPTY,
                 };
                 let mut out = [blank; 64];
                 let n = self.c.fault_read(self.object, &mut out).unwrap();

@@ -21,7 +21,7 @@ use crate::hal::Hal;
 
 use super::driver::{DeviceId, IommuDriver};
 use super::iommu::*;
-use super::iopf::{Access, Fault, FaultKind, Response};
+use super::iopf::{Fault, FaultKind, Response};
 use super::slots;
 
 /// The faults of an attachment that ended: those of one device, at its
@@ -119,18 +119,6 @@ fn route<H: Hal, P>(
     domain_ref(slots, id).ok().map(|d| (id, d.fault))
 }
 
-/// What fills a drain buffer before the driver writes it.
-const BLANK: Fault = Fault {
-    instance: 0,
-    device: 0,
-    pasid: None,
-    addr: 0,
-    access: Access::empty(),
-    group: 0,
-    last: true,
-    kind: FaultKind::Unrecoverable,
-};
-
 /// Fault records drained from the driver at a time.
 const BATCH: usize = 16;
 
@@ -180,7 +168,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     fn drain(&mut self, instance: u16, ending: Option<&Retired>) -> Result<usize, Error> {
         let mut handled = 0;
         loop {
-            let mut buf = [BLANK; BATCH];
+            let mut buf = [Fault::EMPTY; BATCH];
             let n = self.driver.drain_faults(instance, &mut buf)?;
             for f in &buf[..n.min(BATCH)] {
                 self.take(*f, ending)?;

@@ -60,6 +60,21 @@ pub struct Fault {
     pub kind: FaultKind,
 }
 
+impl Fault {
+    /// A placeholder (an event of device 0 at address 0), to fill a buffer
+    /// a driver's `drain_faults` or a fault object's reader writes into.
+    pub const EMPTY: Fault = Fault {
+        instance: 0,
+        device: 0,
+        pasid: None,
+        addr: 0,
+        access: Access::empty(),
+        group: 0,
+        last: true,
+        kind: FaultKind::Unrecoverable,
+    };
+}
+
 /// What a handler decided for a group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Response {

@@ -104,6 +104,30 @@ impl<'a> UserArray<'a> {
     }
 }
 
+impl<'a> UserArray<'a> {
+    /// [`walk`](Self::walk) an array the caller's format is `data_type`;
+    /// an array of another data type is refused whole
+    /// (`InvalidField("data_type")` at index 0).
+    pub fn walk_as<F>(&self, data_type: u32, format_size: usize, f: F) -> InvalidateOutcome
+    where
+        F: FnMut(usize, &'a [u8]) -> Result<(), Error>,
+    {
+        if self.data_type != data_type {
+            return InvalidateOutcome {
+                handled: 0,
+                error: Some((
+                    0,
+                    Error::InvalidField {
+                        field: "data_type",
+                        value: self.data_type.into(),
+                    },
+                )),
+            };
+        }
+        self.walk(format_size, f)
+    }
+}
+
 /// The guest's IDs for devices, as the core keeps them for one nest parent
 /// (one guest) and lends them to the driver for a user invalidation: a user
 /// command naming a device names it by the ID the guest knows, and reaches

@@ -595,13 +595,7 @@ pub fn for_each_command<F>(
 where
     F: FnMut(SmmuV3Inv) -> Result<(), Error>,
 {
-    if array.data_type != INVALIDATE_DATA_ARM_SMMUV3 {
-        return InvalidateOutcome {
-            handled: 0,
-            error: Some((0, invalid("data_type", u64::from(array.data_type)))),
-        };
-    }
-    array.walk(SmmuV3Inv::SIZE, |_, entry| {
+    array.walk_as(INVALIDATE_DATA_ARM_SMMUV3, SmmuV3Inv::SIZE, |_, entry| {
         let mut inv = SmmuV3Inv::parse(entry)?;
         if let Some(sid) = inv.sid_mut() {
             *sid = ids

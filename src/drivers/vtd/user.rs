@@ -241,11 +241,7 @@ pub fn for_each_invalidation<F>(array: &UserArray<'_>, mut f: F) -> InvalidateOu
 where
     F: FnMut(VtdS1Inv) -> Result<(), Error>,
 {
-    if array.data_type != INVALIDATE_DATA_VTD_S1 {
-        return InvalidateOutcome {
-            handled: 0,
-            error: Some((0, invalid("data_type", u64::from(array.data_type)))),
-        };
-    }
-    array.walk(VtdS1Inv::SIZE, |_, entry| f(VtdS1Inv::parse(entry)?))
+    array.walk_as(INVALIDATE_DATA_VTD_S1, VtdS1Inv::SIZE, |_, entry| {
+        f(VtdS1Inv::parse(entry)?)
+    })
 }
