@@ -246,6 +246,31 @@ pub(super) struct FaultObject {
 /// error and changes nothing (the exceptions, where hardware failed after
 /// state moved, are documented on the call). The object is large (the PASID
 /// allocator alone is 130 KiB): place it in a `static` or on the heap.
+///
+/// # Life cycle of an attachment
+///
+/// An attachment (a domain at a device's requester ID or at one of its
+/// PASIDs) ends when `attach`, `detach`, `attach_pasid`, `detach_pasid`,
+/// `unbind`, `teardown_space` or `remove_device` changes it. Before such a
+/// call returns, the faults raised under it are settled: the driver flushes
+/// the device's faults ([`IommuDriver::flush_faults`]), the instance's queue
+/// is drained, every page-request group still pending under the old
+/// attachment (in the hardware, the core's queue or a fault object, read or
+/// not) is answered `Invalid` exactly once, its partial groups are
+/// discarded, its events reach the old domain's target or are counted as
+/// dropped, and nothing raised before the call reaches a handler afterwards
+/// (nor the domain the call attached). A teardown settles all of its space's
+/// attachments as one. If the hardware change was made but the flush
+/// failed, the change stands and the error is returned; the attachment stays
+/// unflushed (its requests are answered on sight, further changes at the
+/// device wait for a successful retry, and a PASID freed meanwhile is not
+/// handed out) until [`process_faults`](Self::process_faults) or the next
+/// change at the device flushes it.
+///
+/// A bond owns its attachment: the embedder's attach and detach calls over
+/// it are refused `Busy`. An SVA domain attaches only at its address
+/// space's PASID, or at the requester ID through
+/// [`bind_device`](Self::bind_device).
 pub struct Iommu<
     D: IommuDriver,
     H: Hal + Clone,
