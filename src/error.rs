@@ -173,6 +173,7 @@ impl fmt::Display for Object {
 }
 
 /// `InvalidField { field, value }`: a field of untrusted user data refused.
+#[cfg_attr(not(any(feature = "vtd", feature = "smmuv3")), allow(dead_code))]
 pub(crate) const fn invalid(field: &'static str, value: u64) -> Error {
     Error::InvalidField { field, value }
 }

@@ -9,23 +9,23 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::TestHal;
 use common::mock::{
-    BondTuple, Call, Mock, SMMU_STE, Seen, UserInv, VTD_INV, VTD_S1, core_over, vtd_inv,
-    vtd_nested_caps as vtd_caps, vtd_s1,
+    BondTuple, Call, Mock, PASIDS_PER_DEVICE, SMMU_STE, Seen, TAGS_PER_DOMAIN, TestCaps, UserInv,
+    VTD_INV, VTD_S1, core_over, vtd_inv, vtd_nested_caps as vtd_caps, vtd_s1,
 };
 use common::walk::RefFormat;
-use iommu::core::iommu::{PASIDS_PER_DEVICE, TAGS_PER_DOMAIN};
 use iommu::core::{
     AddressSpace, CpuFormat, DeviceId, DomainId, DomainKind, FaultTarget, InvalidateOutcome, Iommu,
-    IommuDriver, PagingFlags, PagingFormat, TagKind,
+    IommuDriver, PagingFlags, TagKind,
 };
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::drivers::vtd::user::VtdS1Inv;
+use iommu::pgtable::AnyFormat;
 use iommu::pgtable::{ArmS1, ArmS2, Gather, MairIndices, Prot, VtdSl, X86_64};
 use iommu::{Error, Object};
 use iommu::{Iova, PhysAddr};
 use proptest::prelude::*;
 
-type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 8>;
+type Core<'a> = Iommu<Mock<'a>, &'a TestHal, TestCaps<16, 8>>;
 
 /// Instance 0, 8 PASID bits, no ATS.
 const A: DeviceId = DeviceId {
@@ -227,19 +227,19 @@ fn inv(t: T, range: (u64, u64), page_size: u64, tables: bool) -> Call {
 
 #[test]
 fn alloc_paging_asks_the_driver_and_builds_a_table_in_its_format() {
-    let formats: [(PagingFormat, RefFormat, usize); 4] = [
+    let formats: [(AnyFormat, RefFormat, usize); 4] = [
         (
-            PagingFormat::VtdSl(VtdSl::new(48, LargePages::all()).unwrap()),
+            AnyFormat::VtdSl(VtdSl::new(48, LargePages::all()).unwrap()),
             RefFormat::VtdSl { levels: 4 },
             1,
         ),
         (
-            PagingFormat::X86_64(X86_64::new(false)),
+            AnyFormat::X86_64(X86_64::new(false)),
             RefFormat::X86 { levels: 4 },
             1,
         ),
         (
-            PagingFormat::ArmS1(ArmS1::new(MairIndices::default(), 48).unwrap()),
+            AnyFormat::ArmS1(ArmS1::new(MairIndices::default(), 48).unwrap()),
             RefFormat::ArmS1 {
                 idx_wb: 1,
                 idx_nc: 0,
@@ -248,7 +248,7 @@ fn alloc_paging_asks_the_driver_and_builds_a_table_in_its_format() {
             1,
         ),
         (
-            PagingFormat::ArmS2(ArmS2::new(40, 48).unwrap()),
+            AnyFormat::ArmS2(ArmS2::new(40, 48).unwrap()),
             RefFormat::ArmS2 { ias: 40 },
             2,
         ),

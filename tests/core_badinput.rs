@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::TestHal;
 use common::mock::{
-    BondTuple, Mock, SMMU_STE, Seen, VTD_INV, VTD_S1, vtd_inv, vtd_nested_caps as caps, vtd_s1,
+    BondTuple, Mock, SMMU_STE, Seen, TestCaps, VTD_INV, VTD_S1, vtd_inv, vtd_nested_caps as caps,
+    vtd_s1,
 };
 use iommu::core::{
     AddressSpace, BondId, CacheTag, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind,
@@ -23,7 +24,7 @@ use iommu::{Iova, PhysAddr};
 
 const DOMAINS: usize = 12;
 const DEVICES: usize = 8;
-type Core<'a> = Iommu<Mock<'a>, &'a TestHal, DOMAINS, DEVICES>;
+type Core<'a> = Iommu<Mock<'a>, &'a TestHal, TestCaps<DOMAINS, DEVICES>>;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE);
 const PAGE: u64 = 4096;
@@ -1390,7 +1391,7 @@ fn full_capacities_give_exhausted_and_change_nothing() {
     while core.alloc_fault_object().is_ok() {}
     let attached_at_a = 2; // PASIDs 2 (nested) and 5 (identity)
     let mut pasids = vec![];
-    for _ in attached_at_a..iommu::core::iommu::PASIDS_PER_DEVICE {
+    for _ in attached_at_a..common::mock::PASIDS_PER_DEVICE {
         let p = core.alloc_pasid(A).unwrap();
         core.attach_pasid(A, p, DomainId::IDENTITY).unwrap();
         pasids.push(p);

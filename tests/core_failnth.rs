@@ -24,7 +24,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::TestHal;
-use common::mock::{BondTuple, Call, Mock, Seen, VTD_S1, core_over, vtd_nested_caps, vtd_s1};
+use common::mock::{
+    BondTuple, Call, Mock, Seen, TestCaps, VTD_S1, core_over, vtd_nested_caps, vtd_s1,
+};
 use iommu::core::{
     AddressSpace, BondId, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind, FaultTarget,
     Iommu, PagingFlags, SpaceId,
@@ -33,7 +35,7 @@ use iommu::pgtable::Prot;
 use iommu::{Error, Object};
 use iommu::{Iova, PhysAddr};
 
-type Core<'a, const D: usize, const V: usize> = Iommu<Mock<'a>, &'a TestHal, D, V>;
+type Core<'a, const D: usize, const V: usize> = Iommu<Mock<'a>, &'a TestHal, TestCaps<D, V>>;
 
 const POOL_PAGES: usize = 256;
 /// PASIDs the fingerprint looks at (every test stays below).

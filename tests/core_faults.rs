@@ -9,14 +9,14 @@ mod common;
 use std::cell::RefCell;
 
 use common::TestHal;
-use common::mock::{BondTuple, Call, Mock, core_over};
+use common::mock::{BondTuple, Call, Mock, TestCaps, core_over};
 use iommu::core::{
     Access, AddressSpace, CpuFormat, DeviceId, DeviceInfo, DomainId, Fault, FaultHandler,
     FaultKind, FaultObjectId, FaultTarget, Iommu, PagingFlags, Response, UserFault,
 };
 use iommu::{Error, Object, PhysAddr};
 
-type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
+type Core<'a> = Iommu<Mock<'a>, &'a TestHal, TestCaps<16, 16>>;
 
 fn core(pool: &TestHal) -> Box<Core<'_>> {
     let mut c = core_over(pool, Mock::new(2).with_pool(pool), &[]);

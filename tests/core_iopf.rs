@@ -1,6 +1,8 @@
 //! I/O page-fault grouping and responses against a recording responder.
 
-use iommu::core::iopf::{Access, Fault, FaultKind, FaultQueue, FaultResponder, Response};
+use iommu::core::iopf::{
+    Access, Fault, FaultKind, FaultQueue, FaultResponder, FixedFaultQueue, Response,
+};
 use iommu::{Error, Object};
 
 #[derive(Default)]
@@ -44,7 +46,7 @@ fn event(device: u32, addr: u64) -> Fault {
 
 #[test]
 fn partials_wait_for_their_last_and_each_group_gets_one_response() {
-    let mut q: FaultQueue<16> = FaultQueue::new();
+    let mut q: FixedFaultQueue<16> = FaultQueue::new();
     let mut r = Rec::default();
     // Two groups of device 8 interleaved, and an event.
     q.report(pr(8, 1, 3, 0x1000, false), &mut r).unwrap();
@@ -100,7 +102,7 @@ fn partials_wait_for_their_last_and_each_group_gets_one_response() {
 
 #[test]
 fn same_group_number_on_other_pasid_or_device_is_another_group() {
-    let mut q: FaultQueue<8> = FaultQueue::new();
+    let mut q: FixedFaultQueue<8> = FaultQueue::new();
     let mut r = Rec::default();
     q.report(pr(8, 1, 3, 0x1000, false), &mut r).unwrap();
     q.report(pr(8, 2, 3, 0x2000, true), &mut r).unwrap();
@@ -121,7 +123,7 @@ fn same_group_number_on_other_pasid_or_device_is_another_group() {
 
 #[test]
 fn overflow_drops_partials_and_answers_failure_once_for_their_group() {
-    let mut q: FaultQueue<2> = FaultQueue::new();
+    let mut q: FixedFaultQueue<2> = FaultQueue::new();
     let mut r = Rec::default();
     q.report(pr(8, 1, 1, 0x1000, false), &mut r).unwrap();
     q.report(pr(8, 1, 2, 0x2000, false), &mut r).unwrap();
@@ -149,7 +151,7 @@ fn overflow_drops_partials_and_answers_failure_once_for_their_group() {
 
 #[test]
 fn a_last_request_that_finds_no_room_is_answered_failure() {
-    let mut q: FaultQueue<1> = FaultQueue::new();
+    let mut q: FixedFaultQueue<1> = FaultQueue::new();
     let mut r = Rec::default();
     q.report(pr(8, 1, 1, 0x1000, false), &mut r).unwrap();
     q.report(pr(16, 1, 7, 0x2000, true), &mut r).unwrap();
@@ -165,7 +167,7 @@ fn a_last_request_that_finds_no_room_is_answered_failure() {
 
 #[test]
 fn removing_a_device_answers_invalid_once_per_complete_group_and_discards_the_rest() {
-    let mut q: FaultQueue<16> = FaultQueue::new();
+    let mut q: FixedFaultQueue<16> = FaultQueue::new();
     let mut r = Rec::default();
     q.report(pr(8, 1, 1, 0x1000, false), &mut r).unwrap();
     q.report(pr(8, 1, 1, 0x2000, false), &mut r).unwrap();
@@ -208,7 +210,7 @@ fn removing_a_device_answers_invalid_once_per_complete_group_and_discards_the_re
 /// lost to overflow at that PASID is forgotten rather than failed later.
 #[test]
 fn retiring_a_pasid_touches_only_its_faults() {
-    let mut q: FaultQueue<2> = FaultQueue::new();
+    let mut q: FixedFaultQueue<2> = FaultQueue::new();
     let mut r = Rec::default();
     q.report(pr(8, 1, 1, 0x1000, false), &mut r).unwrap();
     q.report(pr(8, 2, 2, 0x2000, false), &mut r).unwrap();

@@ -9,8 +9,7 @@ mod common;
 use std::cell::RefCell;
 
 use common::TestHal;
-use common::mock::{Call, Mock, NestedCaps, SMMU_STE, core_over};
-use iommu::core::iommu::FAULTS;
+use common::mock::{Call, FAULTS, Mock, NestedCaps, SMMU_STE, TestCaps, core_over};
 use iommu::core::{
     Access, AddressSpace, CpuFormat, DeviceId, DomainId, Fault, FaultHandler, FaultKind,
     FaultTarget, Iommu, PagingFlags, Response, UserFault,
@@ -18,7 +17,7 @@ use iommu::core::{
 use iommu::drivers::smmuv3::user::SmmuV3SteCaps;
 use iommu::{Error, Object, PhysAddr};
 
-type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
+type Core<'a> = Iommu<Mock<'a>, &'a TestHal, TestCaps<16, 16>>;
 
 const A: DeviceId = DeviceId {
     instance: 0,

@@ -26,7 +26,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::TestHal;
-use common::mock::{Call, Mock, Seen, core_over};
+use common::mock::{Call, Mock, Seen, TestCaps, core_over};
 use iommu::core::{
     Access, AddressSpace, BondId, CpuFormat, DeviceId, DomainId, Fault, FaultHandler, FaultKind,
     FaultObjectId, FaultTarget, Iommu, PagingFlags, Response, SpaceId, UserFault,
@@ -34,7 +34,7 @@ use iommu::core::{
 use iommu::{Error, Object, PhysAddr};
 use proptest::prelude::*;
 
-type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 8>;
+type Core<'a> = Iommu<Mock<'a>, &'a TestHal, TestCaps<16, 8>>;
 
 const DEVS: [DeviceId; 3] = [
     DeviceId {

@@ -3,7 +3,7 @@
 mod common;
 
 use common::TestHal;
-use common::mock::{Call, Mock, Seen};
+use common::mock::{Call, Mock, Seen, TestCaps};
 use iommu::core::{DeviceId, DeviceInfo, DomainId, Iommu, PagingFlags};
 use iommu::pgtable::Prot;
 use iommu::{Iova, PhysAddr};
@@ -11,7 +11,7 @@ use iommu::{Iova, PhysAddr};
 #[test]
 fn attach_map_unmap_sync() {
     let pool = TestHal::new(256);
-    let mut core: Box<Iommu<Mock, &TestHal, 8, 8>> =
+    let mut core: Box<Iommu<Mock, &TestHal, TestCaps<8, 8>>> =
         Box::new(Iommu::new(Mock::new(2).with_pool(&pool), &pool));
     core.add_instance(0).unwrap();
     let dev = DeviceId {
@@ -57,17 +57,16 @@ fn attach_map_unmap_sync() {
 }
 
 mod in_a_static {
-    use std::sync::Mutex;
-
     use iommu::core::{
-        CacheTag, DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault, FaultResponder,
-        HwInfo, InvalidateOutcome, Iommu, IommuDriver, Response, TagInvalidate, UserArray,
-        VirtualIds,
+        CacheTag, Caps, DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, FaultResponder,
+        HwInfo, Iommu, IommuDriver, TagInvalidate,
     };
     use iommu::hal::Hal;
+    use iommu::pgtable::VtdSl;
     use iommu::{Error, Object, PhysAddr};
 
-    /// A driver with no instances: every call is refused.
+    /// A driver with no instances: every call is refused. Only the required
+    /// methods: the optional ones keep their defaults.
     struct Absent;
 
     const NONE: Error = Error::NotFound {
@@ -89,21 +88,11 @@ mod in_a_static {
         }
     }
 
-    impl FaultResponder for Absent {
-        fn respond(
-            &mut self,
-            _: u16,
-            _: u32,
-            _: Option<u32>,
-            _: u16,
-            _: Response,
-        ) -> Result<(), Error> {
-            Err(NONE)
-        }
-    }
+    impl FaultResponder for Absent {}
 
     impl IommuDriver for Absent {
         type DomainData = ();
+        type Format = VtdSl;
         fn probe(&mut self, _: u16) -> Result<HwInfo, Error> {
             Err(NONE)
         }
@@ -116,45 +105,24 @@ mod in_a_static {
         fn domain_alloc(
             &mut self,
             _: &DeviceInfo,
-            _: &DomainRequest<'_, ()>,
-        ) -> Result<DomainHw<()>, Error> {
+            _: &DomainRequest<'_, (), VtdSl>,
+        ) -> Result<DomainHw<(), VtdSl>, Error> {
             Err(NONE)
         }
-        fn domain_free(&mut self, _: u16, _: &DomainHw<()>) {}
+        fn domain_free(&mut self, _: u16, _: &DomainHw<(), VtdSl>) {}
         fn attach(
             &mut self,
             _: &DeviceInfo,
             _: Option<u32>,
-            _: &DomainDesc<'_, ()>,
-            _: &DomainDesc<'_, ()>,
+            _: &DomainDesc<'_, (), VtdSl>,
+            _: &DomainDesc<'_, (), VtdSl>,
         ) -> Result<(), Error> {
-            Err(NONE)
-        }
-        fn detach_pasid(
-            &mut self,
-            _: &DeviceInfo,
-            _: u32,
-            _: &DomainDesc<'_, ()>,
-        ) -> Result<(), Error> {
-            Err(NONE)
-        }
-        fn invalidate_user(
-            &mut self,
-            _: &DomainDesc<'_, ()>,
-            _: &UserArray<'_>,
-            _: &dyn VirtualIds,
-        ) -> InvalidateOutcome {
-            InvalidateOutcome {
-                handled: 0,
-                error: Some((0, NONE)),
-            }
-        }
-        fn drain_faults(&mut self, _: u16, _: &mut [Fault]) -> Result<usize, Error> {
             Err(NONE)
         }
     }
 
-    /// A Hal with no memory.
+    /// A Hal with no memory (zero-sized, as an embedder's static pool is).
+    #[derive(Clone, Copy)]
     struct NoMemory;
 
     // SAFETY: it hands out no page, so it has nothing to keep valid.
@@ -170,15 +138,59 @@ mod in_a_static {
         }
     }
 
-    static HAL: NoMemory = NoMemory;
-    /// The core is built at compile time: an embedder can place it in a
-    /// `static` behind its own lock, with no heap.
-    static CORE: Mutex<Iommu<Absent, &'static NoMemory, 4, 4>> =
-        Mutex::new(Iommu::new(Absent, &HAL));
+    /// The core is built at compile time: an embedder places it in a
+    /// `static` behind its own lock, with no heap and no code run to build
+    /// it. All of its tables start zero, so it lands in `.bss`: the image
+    /// carries none of its bytes.
+    static CORE_IN_BSS: spin::Mutex<Iommu<Absent, NoMemory, Caps<8, 8>>> =
+        spin::Mutex::new(Iommu::new(Absent, NoMemory));
+    /// The same with the whole 20-bit PASID space (128 KiB of bitmap).
+    static BIG_CORE_IN_BSS: spin::Mutex<Iommu<Absent, NoMemory, Caps<64, 64, 16384>>> =
+        spin::Mutex::new(Iommu::new(Absent, NoMemory));
+
+    /// The section this test binary's symbol whose name contains `name`
+    /// lives in, read back from the binary itself.
+    fn section_of(name: &str) -> (String, u64) {
+        use object::{Object, ObjectSection, ObjectSymbol};
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let file = object::File::parse(&*exe).unwrap();
+        let sym = file
+            .symbols()
+            // Mangled: the name is prefixed with its length.
+            .find(|s| {
+                s.name()
+                    .is_ok_and(|n| n.contains(&format!("{}{name}", name.len())))
+            })
+            .unwrap_or_else(|| panic!("no symbol {name} in the test binary"));
+        let index = sym.section_index().expect("a defined symbol");
+        let section = file.section_by_index(index).unwrap();
+        (section.name().unwrap().to_string(), sym.size())
+    }
+
+    #[test]
+    fn a_core_in_a_static_is_zero_initialised_and_lands_in_bss() {
+        // Use them, so the linker keeps them.
+        assert_eq!(CORE_IN_BSS.lock().pasids().in_use(), 0);
+        assert_eq!(BIG_CORE_IN_BSS.lock().pasids().limit(), 1 << 20);
+        for (name, size) in [
+            (
+                "CORE_IN_BSS",
+                size_of::<spin::Mutex<Iommu<Absent, NoMemory, Caps<8, 8>>>>(),
+            ),
+            (
+                "BIG_CORE_IN_BSS",
+                size_of::<spin::Mutex<Iommu<Absent, NoMemory, Caps<64, 64, 16384>>>>(),
+            ),
+        ] {
+            let (section, sym_size) = section_of(name);
+            assert_eq!(section, ".bss", "{name} is in {section}, not .bss");
+            assert_eq!(sym_size, size as u64, "{name}'s symbol is the whole core");
+        }
+    }
 
     #[test]
     fn the_core_lives_in_a_static_and_reports_a_missing_instance() {
-        let mut core = CORE.lock().unwrap();
+        let mut core = CORE_IN_BSS.lock();
         assert_eq!(core.add_instance(0), Err(NONE));
         let info = DeviceInfo {
             dev: DeviceId { instance: 0, id: 1 },
@@ -198,9 +210,9 @@ mod in_a_static {
 
 /// The layering rule: the hardware-agnostic layer (and iommufd above it)
 /// never names a driver, nor any of a driver's formats (user data, STEs,
-/// commands, table entries): drivers depend on the core, not the reverse.
-/// The page-table formats are the engine's (`pgtable`), not a driver's, and
-/// may be named.
+/// commands, table entries, page-table formats): drivers depend on the
+/// core, not the reverse. A paging domain's table format is the driver's
+/// associated `Format`.
 #[test]
 fn core_and_iommufd_name_no_driver() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -212,6 +224,9 @@ fn core_and_iommufd_name_no_driver() {
         ("ste", false),
         ("iommu_hwpt", true),
         ("cmdq", true),
+        ("arms1", true),
+        ("arms2", true),
+        ("anyformat", true),
     ];
     let mut files = 0;
     for dir in ["core", "iommufd"] {
@@ -222,8 +237,6 @@ fn core_and_iommufd_name_no_driver() {
             for (n, line) in text.lines().enumerate() {
                 // Code only: comments may give examples.
                 let code = line.split("//").next().unwrap_or("");
-                // The engine's page-table format of that name is allowed.
-                let code = code.replace("VtdSl", "");
                 let words: Vec<String> = code
                     .split(|c: char| !c.is_alphanumeric() && c != '_' && c != ':')
                     .map(|w| w.to_lowercase())

@@ -6,7 +6,7 @@
 mod common;
 
 use common::TestHal;
-use common::mock::{BondTuple, Call, Mock, Seen, core_over};
+use common::mock::{BondTuple, Call, Mock, Seen, TestCaps, core_over};
 use iommu::core::{
     AddressSpace, CacheTag, CpuFormat, DeviceId, DeviceInfo, DomainId, DomainKind, FaultTarget,
     Iommu, PagingFlags, SpaceId, TagKind,
@@ -14,7 +14,7 @@ use iommu::core::{
 use iommu::{Error, Object};
 use iommu::{Iova, PhysAddr};
 
-type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
+type Core<'a> = Iommu<Mock<'a>, &'a TestHal, TestCaps<16, 16>>;
 
 /// A core over a two-instance mock, both instances added, no calls recorded.
 fn core(pool: &TestHal) -> Box<Core<'_>> {

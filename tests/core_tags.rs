@@ -3,7 +3,7 @@
 mod common;
 
 use common::TestHal;
-use iommu::core::tags::{CacheTag, CacheTags, TagInvalidate, TagKind, sync};
+use iommu::core::tags::{CacheTag, CacheTags, FixedCacheTags, TagInvalidate, TagKind, sync};
 use iommu::drivers::vtd::regs::LargePages;
 use iommu::pgtable::{Gather, PageTable, Prot, VtdSl};
 use iommu::{Error, Object};
@@ -93,7 +93,7 @@ fn gathered(hal: &TestHal) -> (PageTable<VtdSl, &TestHal>, Gather) {
 fn one_wait_per_instance_iotlb_before_devtlb_and_pages_freed_after() {
     let hal = TestHal::new(64);
     let (pt, mut g) = gathered(&hal);
-    let mut tags: CacheTags<8> = CacheTags::new();
+    let mut tags: FixedCacheTags<8> = CacheTags::new();
     // Instance 1 has a device-TLB tag recorded before its IOTLB tag.
     tags.add(tag(1, 7, TagKind::DevTlb)).unwrap();
     tags.add(tag(0, 5, TagKind::Iotlb)).unwrap();
@@ -142,7 +142,7 @@ fn a_failed_invalidation_or_wait_frees_nothing_and_can_be_retried() {
     for fail_at in 1..=4 {
         let hal = TestHal::new(64);
         let (pt, mut g) = gathered(&hal);
-        let mut tags: CacheTags<4> = CacheTags::new();
+        let mut tags: FixedCacheTags<4> = CacheTags::new();
         tags.add(tag(0, 1, TagKind::Iotlb)).unwrap();
         tags.add(tag(2, 9, TagKind::Iotlb)).unwrap();
         let live = hal.counts().live_pages();
@@ -175,7 +175,7 @@ fn a_failed_invalidation_or_wait_frees_nothing_and_can_be_retried() {
 #[test]
 fn an_empty_gather_sends_nothing() {
     let hal = TestHal::new(8);
-    let mut tags: CacheTags<2> = CacheTags::new();
+    let mut tags: FixedCacheTags<2> = CacheTags::new();
     tags.add(tag(0, 1, TagKind::Iotlb)).unwrap();
     let mut m = Mock::default();
     sync(&tags, &mut Gather::new(), &mut m, &hal).unwrap();
@@ -184,7 +184,7 @@ fn an_empty_gather_sends_nothing() {
 
 #[test]
 fn tags_are_counted_per_user_and_bounded() {
-    let mut tags: CacheTags<2> = CacheTags::new();
+    let mut tags: FixedCacheTags<2> = CacheTags::new();
     let a = tag(0, 1, TagKind::Iotlb);
     let b = tag(0, 2, TagKind::Iotlb);
     tags.add(a).unwrap();

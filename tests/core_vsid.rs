@@ -4,12 +4,12 @@
 mod common;
 
 use common::TestHal;
-use common::mock::{Call, Mock, NestedCaps, SMMU_CMD, SMMU_STE, UserInv, core_over};
+use common::mock::{Call, Mock, NestedCaps, SMMU_CMD, SMMU_STE, TestCaps, UserInv, core_over};
 use iommu::core::{DeviceId, DomainId, Iommu, PagingFlags};
 use iommu::drivers::smmuv3::user::{SmmuV3Inv, SmmuV3SteCaps};
 use iommu::{Error, Object};
 
-type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 16, 16>;
+type Core<'a> = Iommu<Mock<'a>, &'a TestHal, TestCaps<16, 16>>;
 
 const A: DeviceId = DeviceId {
     instance: 0,

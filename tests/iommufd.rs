@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::TestHal;
-use common::mock::{Call, Mock, core_over};
+use common::mock::{Call, Mock, TestCaps, core_over};
 use iommu::core::{DeviceId, DomainId, Iommu, PagingFlags};
 use iommu::iommufd::{self, Area, Ioas};
 use iommu::pgtable::Prot;
@@ -13,7 +13,7 @@ use iommu::{Error, Object};
 use iommu::{Iova, PhysAddr};
 use proptest::prelude::*;
 
-type Core<'a> = Iommu<Mock<'a>, &'a TestHal, 8, 8>;
+type Core<'a> = Iommu<Mock<'a>, &'a TestHal, TestCaps<8, 8>>;
 
 const DEV: DeviceId = DeviceId {
     instance: 0,

@@ -6,6 +6,7 @@ use heapless::Vec;
 use crate::error::{Error, Object};
 use crate::hal::Hal;
 
+use super::config::{Capacities, VecStore};
 use super::domain::describe;
 use super::driver::{DeviceId, DeviceInfo, IommuDriver};
 use super::fault::Retired;
@@ -17,8 +18,8 @@ use super::tags::{CacheTag, TagKind};
 /// domain also its parent, whose unmaps reach the nested translations.
 pub(super) type TagList = Vec<(DomainId, CacheTag), 4>;
 
-pub(super) fn tags_for<H: Hal, P>(
-    slots: &Domains<H, P>,
+pub(super) fn tags_for<D: IommuDriver, H: Hal, C: Capacities>(
+    slots: &Domains<D, H, C>,
     id: DomainId,
     info: &DeviceInfo,
     pasid: Option<u32>,
@@ -49,7 +50,10 @@ pub(super) fn tags_for<H: Hal, P>(
     Ok(list)
 }
 
-pub(super) fn add_tags<H: Hal, P>(slots: &mut Domains<H, P>, list: &TagList) -> Result<(), Error> {
+pub(super) fn add_tags<D: IommuDriver, H: Hal, C: Capacities>(
+    slots: &mut Domains<D, H, C>,
+    list: &TagList,
+) -> Result<(), Error> {
     for (i, (id, tag)) in list.iter().enumerate() {
         let r = domain_mut(slots, *id).and_then(|d| d.tags.add(*tag));
         if let Err(e) = r {
@@ -60,7 +64,10 @@ pub(super) fn add_tags<H: Hal, P>(slots: &mut Domains<H, P>, list: &TagList) -> 
     Ok(())
 }
 
-pub(super) fn remove_tags<H: Hal, P>(slots: &mut Domains<H, P>, list: &[(DomainId, CacheTag)]) {
+pub(super) fn remove_tags<D: IommuDriver, H: Hal, C: Capacities>(
+    slots: &mut Domains<D, H, C>,
+    list: &[(DomainId, CacheTag)],
+) {
     for (id, tag) in list {
         if let Ok(d) = domain_mut(slots, *id) {
             // Recorded by the matching add: cannot be missing.
@@ -69,7 +76,11 @@ pub(super) fn remove_tags<H: Hal, P>(slots: &mut Domains<H, P>, list: &[(DomainI
     }
 }
 
-pub(super) fn count_attach<H: Hal, P>(slots: &mut Domains<H, P>, id: DomainId, up: bool) {
+pub(super) fn count_attach<D: IommuDriver, H: Hal, C: Capacities>(
+    slots: &mut Domains<D, H, C>,
+    id: DomainId,
+    up: bool,
+) {
     if let Ok(d) = domain_mut(slots, id) {
         if up {
             d.attached += 1;
@@ -100,9 +111,7 @@ pub(super) fn flushed(changed: Changed) -> Result<(), Error> {
     }
 }
 
-impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
-    Iommu<D, H, DOMAINS, DEVICES>
-{
+impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
     /// What is attached at `dev`'s requester ID (`pasid` `None`) or at a
     /// PASID (`None` if nothing is).
     pub fn attached(&self, dev: DeviceId, pasid: Option<u32>) -> Result<Option<DomainId>, Error> {
@@ -165,7 +174,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         if id.is_static() {
             return Ok(());
         }
-        let d = domain_ref(&self.slots, id)?;
+        let d = domain_ref(self.slots.as_ref(), id)?;
         if d.instance != info.dev.instance {
             return Err(Error::Incompatible {
                 what: "domain belongs to another IOMMU instance",
@@ -199,7 +208,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// traffic too (a nested domain whose guest owns the PASIDs).
     pub(super) fn rid_takes_pasids(&self, di: usize) -> bool {
         let rid = self.devices[di].rid;
-        !rid.is_static() && domain_ref(&self.slots, rid).is_ok_and(|d| d.hw.user_pasids)
+        !rid.is_static() && domain_ref(self.slots.as_ref(), rid).is_ok_and(|d| d.hw.user_pasids)
     }
 
     /// Before a change at `dev`: flush what earlier changes of the device
@@ -249,30 +258,30 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         if old == new && (pasid.is_none() || entry.is_some()) {
             return Ok(None);
         }
-        let takes_pasids = !new.is_static() && domain_ref(&self.slots, new)?.hw.user_pasids;
+        let takes_pasids = !new.is_static() && domain_ref(self.slots.as_ref(), new)?.hw.user_pasids;
         if pasid.is_none() && takes_pasids && !self.devices[di].pasids.is_empty() {
             return Err(Error::Busy {
                 what: "a domain owning the device's PASIDs needs them all detached",
             });
         }
         self.prepare_change(dev)?;
-        let new_tags = tags_for(&self.slots, new, &info, pasid)?;
-        let old_tags = tags_for(&self.slots, old, &info, pasid)?;
-        add_tags(&mut self.slots, &new_tags)?;
-        let done = describe(&self.slots, new).and_then(|n| {
-            let o = describe(&self.slots, old)?;
+        let new_tags = tags_for(self.slots.as_ref(), new, &info, pasid)?;
+        let old_tags = tags_for(self.slots.as_ref(), old, &info, pasid)?;
+        add_tags(self.slots.as_mut(), &new_tags)?;
+        let done = describe(self.slots.as_ref(), new).and_then(|n| {
+            let o = describe(self.slots.as_ref(), old)?;
             self.driver.attach(&info, pasid, &n, &o)
         });
         if let Err(e) = done {
-            remove_tags(&mut self.slots, &new_tags);
+            remove_tags(self.slots.as_mut(), &new_tags);
             return Err(e);
         }
         // Faults raised before the change still see the old state.
         let retired = Retired::at(&self.devices[di], pasid, self.rid_takes_pasids(di));
         let settled = self.settle(&retired);
-        remove_tags(&mut self.slots, &old_tags);
-        count_attach(&mut self.slots, new, true);
-        count_attach(&mut self.slots, old, false);
+        remove_tags(self.slots.as_mut(), &old_tags);
+        count_attach(self.slots.as_mut(), new, true);
+        count_attach(self.slots.as_mut(), old, false);
         let bond = owner == Owner::Bond;
         let d = &mut self.devices[di];
         match (pasid, entry) {
@@ -308,20 +317,20 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             })?;
         self.check_owner(di, Some(pasid), owner)?;
         let old = self.devices[di].pasids[i].domain;
-        let old_tags = tags_for(&self.slots, old, &info, Some(pasid))?;
+        let old_tags = tags_for(self.slots.as_ref(), old, &info, Some(pasid))?;
         self.prepare_change(dev)?;
-        let o = describe(&self.slots, old)?;
+        let o = describe(self.slots.as_ref(), old)?;
         self.driver.detach_pasid(&info, pasid, &o)?;
         let retired = Retired::at(&self.devices[di], Some(pasid), false);
         let settled = self.settle(&retired);
-        remove_tags(&mut self.slots, &old_tags);
-        count_attach(&mut self.slots, old, false);
+        remove_tags(self.slots.as_mut(), &old_tags);
+        count_attach(self.slots.as_mut(), old, false);
         self.devices[di].pasids.swap_remove(i);
         Ok(self.unsettled(retired, settled))
     }
 
     /// After a change: a failed flush leaves `retired` to flush later.
-    fn unsettled(&mut self, retired: Retired, settled: Result<(), Error>) -> Option<Error> {
+    fn unsettled(&mut self, retired: Retired<C>, settled: Result<(), Error>) -> Option<Error> {
         let e = settled.err()?;
         // Room was kept by `prepare_change`.
         let _ = self.unflushed.push(retired);

@@ -4,56 +4,21 @@
 use crate::addr::{Iova, PhysAddr};
 use crate::error::{Error, Object};
 use crate::hal::Hal;
-use crate::pgtable::{ArmS1, ArmS2, Gather, PageTable, Prot, VtdSl, X86_64};
+use crate::pgtable::{Gather, IoTable, Prot, TableFormat};
 
-use super::driver::{
-    DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, IommuDriver, PagingFlags,
-    PagingFormat,
-};
+use super::config::{Capacities, VecStore};
+use super::driver::{DeviceId, DeviceInfo, DomainDesc, DomainRequest, IommuDriver, PagingFlags};
 use super::iommu::*;
 use super::slots;
 use super::sva::SpaceId;
 use super::tags::{self, CacheTag, CacheTags};
 
-pub(super) enum Table<H: Hal> {
-    VtdSl(PageTable<VtdSl, H>),
-    X86_64(PageTable<X86_64, H>),
-    ArmS1(PageTable<ArmS1, H>),
-    ArmS2(PageTable<ArmS2, H>),
-}
-
-macro_rules! with_table {
-    ($table:expr, $t:ident => $body:expr) => {
-        match $table {
-            Table::VtdSl($t) => $body,
-            Table::X86_64($t) => $body,
-            Table::ArmS1($t) => $body,
-            Table::ArmS2($t) => $body,
-        }
-    };
-}
-
-impl<H: Hal> Table<H> {
-    pub(super) fn new(format: PagingFormat, hal: H) -> Result<Self, Error> {
-        Ok(match format {
-            PagingFormat::VtdSl(f) => Table::VtdSl(PageTable::new(f, hal)?),
-            PagingFormat::X86_64(f) => Table::X86_64(PageTable::new(f, hal)?),
-            PagingFormat::ArmS1(f) => Table::ArmS1(PageTable::new(f, hal)?),
-            PagingFormat::ArmS2(f) => Table::ArmS2(PageTable::new(f, hal)?),
-        })
-    }
-
-    pub(super) fn root(&self) -> PhysAddr {
-        with_table!(self, t => t.root_phys())
-    }
-}
-
 /// `parent`, checked to be a nest-parent paging domain of `instance`.
-pub(super) fn nest_parent<H: Hal, P>(
-    slots: &Domains<H, P>,
+pub(super) fn nest_parent<D: IommuDriver, H: Hal, C: Capacities>(
+    slots: &Domains<D, H, C>,
     parent: DomainId,
     instance: u16,
-) -> Result<&Domain<H, P>, Error> {
+) -> Result<&Domain<D, H, C>, Error> {
     let not_parent = Error::Incompatible {
         what: "parent is not a nest-parent paging domain",
     };
@@ -73,10 +38,10 @@ pub(super) fn nest_parent<H: Hal, P>(
 }
 
 /// The driver's view of a domain.
-pub(super) fn describe<H: Hal, P>(
-    slots: &Domains<H, P>,
+pub(super) fn describe<D: IommuDriver, H: Hal, C: Capacities>(
+    slots: &Domains<D, H, C>,
     id: DomainId,
-) -> Result<DomainDesc<'_, P>, Error> {
+) -> Result<DomainDesc<'_, D::DomainData, D::Format>, Error> {
     if id == DomainId::BLOCKED {
         return Ok(DomainDesc::Blocked);
     }
@@ -87,7 +52,7 @@ pub(super) fn describe<H: Hal, P>(
     Ok(match &d.data {
         Data::Paging { table, flags } => DomainDesc::Paging {
             hw: &d.hw,
-            root: table.root(),
+            root: table.root_phys(),
             flags: *flags,
         },
         Data::Sva { desc, .. } => DomainDesc::Sva {
@@ -104,21 +69,19 @@ pub(super) fn describe<H: Hal, P>(
             DomainDesc::Nested {
                 hw: &d.hw,
                 parent_hw: &p.hw,
-                parent_root: table.root(),
+                parent_root: table.root_phys(),
             }
         }
     })
 }
 
-impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
-    Iommu<D, H, DOMAINS, DEVICES>
-{
+impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
     pub(super) fn free_slot(&self) -> Result<usize, Error> {
-        slots::vacant(&self.slots, Object::Domain)
+        slots::vacant(self.slots.as_ref(), Object::Domain)
     }
 
-    pub(super) fn install(&mut self, index: usize, domain: Domain<H, D::DomainData>) -> DomainId {
-        slots::fill(&mut self.slots, index, domain)
+    pub(super) fn install(&mut self, index: usize, domain: Domain<D, H, C>) -> DomainId {
+        slots::fill(self.slots.as_mut(), index, domain)
     }
 
     /// Allocate a paging domain for `dev`'s IOMMU: an empty I/O page table in
@@ -131,7 +94,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             .driver
             .domain_alloc(&info, &DomainRequest::Paging { flags })?;
         let table = match hw.format {
-            Some(format) => Table::new(format, self.hal.clone()),
+            Some(format) => format.build(self.hal.clone()),
             None => Err(Error::Unsupported {
                 what: "a paging domain without a table format",
             }),
@@ -200,7 +163,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "freeing the static Blocked / Identity domains",
             });
         }
-        let d = domain_ref(&self.slots, id)?;
+        let d = domain_ref(self.slots.as_ref(), id)?;
         if d.attached != 0 {
             return Err(Error::Busy {
                 what: "domain is attached",
@@ -211,7 +174,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "domain is the parent of nested domains",
             });
         }
-        let d = slots::take(&mut self.slots, id)?;
+        let d = slots::take(self.slots.as_mut(), id)?;
         if let FaultTarget::Object(o) = d.fault {
             if let Ok(obj) = self.object_mut(o) {
                 obj.users -= 1;
@@ -219,7 +182,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         }
         match &d.data {
             Data::Nested { parent, .. } => {
-                if let Ok(p) = domain_mut(&mut self.slots, *parent) {
+                if let Ok(p) = domain_mut(self.slots.as_mut(), *parent) {
                     p.children -= 1;
                 }
             }
@@ -249,7 +212,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         if id == DomainId::IDENTITY {
             return Ok(DomainKind::Identity);
         }
-        Ok(match domain_ref(&self.slots, id)?.data {
+        Ok(match domain_ref(self.slots.as_ref(), id)?.data {
             Data::Paging { .. } => DomainKind::Paging,
             Data::Sva { .. } => DomainKind::Sva,
             Data::Nested { .. } => DomainKind::Nested,
@@ -257,23 +220,23 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     }
 
     /// The driver's state of a domain.
-    pub fn domain_hw(&self, id: DomainId) -> Result<&DomainHw<D::DomainData>, Error> {
-        Ok(&domain_ref(&self.slots, id)?.hw)
+    pub fn domain_hw(&self, id: DomainId) -> Result<&Hw<D>, Error> {
+        Ok(&domain_ref(self.slots.as_ref(), id)?.hw)
     }
 
     /// The IOMMU instance a domain belongs to.
     pub fn domain_instance(&self, id: DomainId) -> Result<u16, Error> {
-        Ok(domain_ref(&self.slots, id)?.instance)
+        Ok(domain_ref(self.slots.as_ref(), id)?.instance)
     }
 
     /// The cache tags recorded on a domain (one per distinct tag).
     pub fn domain_tags(&self, id: DomainId) -> Result<impl Iterator<Item = &CacheTag>, Error> {
-        Ok(domain_ref(&self.slots, id)?.tags.iter())
+        Ok(domain_ref(self.slots.as_ref(), id)?.tags.iter())
     }
 
     /// How many attachments (RID or PASID) use a domain.
     pub fn domain_users(&self, id: DomainId) -> Result<u32, Error> {
-        Ok(domain_ref(&self.slots, id)?.attached)
+        Ok(domain_ref(self.slots.as_ref(), id)?.attached)
     }
 
     /// Where a domain's faults go.
@@ -281,7 +244,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         if let FaultTarget::Object(o) = target {
             self.object_ref(o)?;
         }
-        let d = domain_mut(&mut self.slots, id)?;
+        let d = domain_mut(self.slots.as_mut(), id)?;
         let old = core::mem::replace(&mut d.fault, target);
         if let FaultTarget::Object(o) = old {
             if let Ok(obj) = self.object_mut(o) {
@@ -296,7 +259,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         Ok(())
     }
 
-    pub(super) fn table_mut(&mut self, id: DomainId) -> Result<(&mut Table<H>, u16), Error> {
+    pub(super) fn table_mut(&mut self, id: DomainId) -> Result<(&mut TableOf<D, H>, u16), Error> {
         let unsupported = Error::Unsupported {
             what: "mapping into a domain without an I/O page table",
         };
@@ -304,7 +267,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         if id.is_static() {
             return Err(unsupported);
         }
-        let d = domain_mut(&mut self.slots, id)?;
+        let d = domain_mut(self.slots.as_mut(), id)?;
         match &mut d.data {
             Data::Paging { table, .. } => Ok((table, d.instance)),
             _ => Err(unsupported),
@@ -323,9 +286,9 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         prot: Prot,
     ) -> Result<(), Error> {
         let (table, instance) = self.table_mut(id)?;
-        with_table!(table, t => t.map(iova, paddr, len, prot))?;
+        table.map(iova, paddr, len, prot)?;
         if self.driver.flush_on_map(instance) {
-            let d = domain_ref(&self.slots, id)?;
+            let d = domain_ref(self.slots.as_ref(), id)?;
             tags::flush(
                 d.tags.iter(),
                 Some((iova.0, iova.0 + len)),
@@ -347,7 +310,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         gather: &mut Gather,
     ) -> Result<(), Error> {
         let (table, _) = self.table_mut(id)?;
-        with_table!(table, t => t.unmap(iova, len, gather))
+        table.unmap(iova, len, gather)
     }
 
     /// Invalidate what `gather` covers through every cache tag of the domain
@@ -355,7 +318,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// nested domains), then free the gathered table pages. On error nothing
     /// is freed and the gather can be synced again.
     pub fn sync(&mut self, id: DomainId, gather: &mut Gather) -> Result<(), Error> {
-        let d = domain_ref(&self.slots, id)?;
+        let d = domain_ref(self.slots.as_ref(), id)?;
         tags::sync(&d.tags, gather, &mut self.driver, &self.hal)
     }
 
@@ -376,8 +339,8 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         if id.is_static() {
             return Err(unsupported);
         }
-        match &domain_ref(&self.slots, id)?.data {
-            Data::Paging { table, .. } => Ok(with_table!(table, t => t.iova_to_phys(iova))),
+        match &domain_ref(self.slots.as_ref(), id)?.data {
+            Data::Paging { table, .. } => Ok(table.iova_to_phys(iova)),
             _ => Err(unsupported),
         }
     }

@@ -14,11 +14,10 @@
 //! dropped on sight, its PASID is not handed out again, and later calls
 //! retry the flush.
 
-use heapless::Vec;
-
 use crate::error::Error;
 use crate::hal::Hal;
 
+use super::config::{Capacities, VecStore};
 use super::driver::{DeviceId, IommuDriver};
 use super::iommu::*;
 use super::iopf::{Fault, FaultKind, Response};
@@ -26,24 +25,22 @@ use super::slots;
 
 /// The faults of an attachment that ended: those of one device, at its
 /// requester ID, at one PASID, or all of them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Retired {
+pub(super) struct Retired<C: Capacities> {
     pub(super) dev: DeviceId,
-    scope: Scope,
+    scope: Scope<C>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Scope {
+enum Scope<C: Capacities> {
     /// Untagged requests; with `Some(attached)`, also requests tagged with
     /// any PASID not in `attached` (the requester ID's domain took them).
-    Rid(Option<Vec<u32, PASIDS_PER_DEVICE>>),
+    Rid(Option<C::DevicePasids<u32>>),
     /// Requests tagged with this PASID.
     Pasid(u32),
     /// Everything the device raised.
     Device,
 }
 
-impl Retired {
+impl<C: Capacities> Retired<C> {
     /// Every fault of `dev`.
     pub(super) fn device(dev: DeviceId) -> Self {
         Retired {
@@ -55,10 +52,17 @@ impl Retired {
     /// The faults of `device`'s attachment at `pasid` (`None`: the
     /// requester ID, which takes unattached PASIDs too if `rid_pasids`), as
     /// the device's state says before the change.
-    pub(super) fn at(device: &Device, pasid: Option<u32>, rid_pasids: bool) -> Self {
+    pub(super) fn at(device: &Device<C>, pasid: Option<u32>, rid_pasids: bool) -> Self {
         let scope = match pasid {
             Some(p) => Scope::Pasid(p),
-            None => Scope::Rid(rid_pasids.then(|| device.pasids.iter().map(|a| a.pasid).collect())),
+            None => Scope::Rid(rid_pasids.then(|| {
+                let mut attached = C::DevicePasids::<u32>::EMPTY;
+                for a in device.pasids.iter() {
+                    // As many as the device has attachments: it fits.
+                    let _ = attached.push(a.pasid);
+                }
+                attached
+            })),
         };
         Retired {
             dev: device.info.dev,
@@ -87,7 +91,7 @@ impl Retired {
 
     /// Whether these are the faults of a PASID from the global allocator.
     pub(super) fn names_pasid(&self, pasid: u32) -> bool {
-        self.scope == Scope::Pasid(pasid)
+        matches!(self.scope, Scope::Pasid(p) if p == pasid)
     }
 }
 
@@ -95,9 +99,9 @@ impl Retired {
 /// the fault's PASID, or at the requester ID for an untagged fault or one
 /// whose PASID the requester ID's domain takes. `None` when nothing that
 /// can handle faults (a paging, SVA or nested domain) is attached there.
-fn route<H: Hal, P>(
-    devices: &[Device],
-    slots: &Domains<H, P>,
+fn route<D: IommuDriver, H: Hal, C: Capacities>(
+    devices: &[Device<C>],
+    slots: &Domains<D, H, C>,
     f: &Fault,
 ) -> Option<(DomainId, FaultTarget)> {
     let dev = DeviceId {
@@ -122,9 +126,7 @@ fn route<H: Hal, P>(
 /// Fault records drained from the driver at a time.
 const BATCH: usize = 16;
 
-impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
-    Iommu<D, H, DOMAINS, DEVICES>
-{
+impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
     /// Unrecoverable events that reached a domain without a fault target,
     /// found the queue full, or belonged to an attachment that ended before
     /// they could be delivered, since the core was made.
@@ -165,7 +167,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// Drain `instance` until the driver has nothing more, taking each fault
     /// (`ending`: an attachment being changed) and handling what is complete
     /// after each batch.
-    fn drain(&mut self, instance: u16, ending: Option<&Retired>) -> Result<usize, Error> {
+    fn drain(&mut self, instance: u16, ending: Option<&Retired<C>>) -> Result<usize, Error> {
         let mut handled = 0;
         loop {
             let mut buf = [Fault::EMPTY; BATCH];
@@ -187,7 +189,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// dropped; an event of an unflushed one is dropped (an ending one's
     /// still goes to the old domain, which is attached until the change
     /// completes). A partial request nothing can take is not parked.
-    fn take(&mut self, f: Fault, ending: Option<&Retired>) -> Result<(), Error> {
+    fn take(&mut self, f: Fault, ending: Option<&Retired<C>>) -> Result<(), Error> {
         let recoverable = f.kind != FaultKind::Unrecoverable;
         let by_change = ending.is_some_and(|r| r.covers(&f)) || self.tearing_down(&f);
         let by_unflushed = self.unflushed.iter().any(|r| r.covers(&f));
@@ -207,7 +209,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             self.dropped_events += 1;
             return Ok(());
         }
-        if recoverable && !f.last && route(&self.devices, &self.slots, &f).is_none() {
+        if recoverable && !f.last && route(&self.devices, self.slots.as_ref(), &f).is_none() {
             return Ok(());
         }
         if let Err(Error::Exhausted { .. }) = self.faults.report(f, &mut self.driver) {
@@ -220,11 +222,11 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// down: its attachments all end in this call, so none of its requests
     /// is handed to the space's handler any more.
     fn tearing_down(&self, f: &Fault) -> bool {
-        let Some(space) = self.tearing else {
+        let Some(&space) = self.tearing.as_ref() else {
             return false;
         };
-        route(&self.devices, &self.slots, f).is_some_and(|(id, _)| {
-            domain_ref(&self.slots, id)
+        route(&self.devices, self.slots.as_ref(), f).is_some_and(|(id, _)| {
+            domain_ref(self.slots.as_ref(), id)
                 .is_ok_and(|d| matches!(d.data, Data::Sva { space: s, .. } if s == space))
         })
     }
@@ -233,7 +235,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// longer translates through it; the core's state still names it): make
     /// the device's faults visible, drain its instance, then forget
     /// everything of it that is still held.
-    pub(super) fn settle(&mut self, r: &Retired) -> Result<(), Error> {
+    pub(super) fn settle(&mut self, r: &Retired<C>) -> Result<(), Error> {
         let info = self.device(r.dev)?;
         self.driver.flush_faults(&info)?;
         self.drain(r.dev.instance, Some(r))?;
@@ -243,12 +245,12 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// Drop what the core holds of `r`: each complete page-request group
     /// answered `Invalid` once, partial groups discarded, events dropped
     /// (counted), in the queue and in every fault object, read or not.
-    fn purge(&mut self, r: &Retired) -> Result<(), Error> {
+    fn purge(&mut self, r: &Retired<C>) -> Result<(), Error> {
         let events = self
             .faults
             .retire(|i, d, p| r.matches(i, d, p), &mut self.driver)?;
         self.dropped_events += events as u64;
-        for obj in slots::live_mut(&mut self.objects) {
+        for obj in slots::live_mut(self.objects.as_mut()) {
             while let Some(i) = obj.pending.iter().position(|p| r.covers(&p.last())) {
                 let group = obj.pending.remove(i);
                 if group.last().kind == FaultKind::Unrecoverable {
@@ -265,21 +267,25 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// the first failure.
     pub(super) fn retry_unflushed(
         &mut self,
-        which: impl Fn(&Retired) -> bool,
+        which: impl Fn(&Retired<C>) -> bool,
     ) -> Result<(), Error> {
         let mut i = 0;
         let result = loop {
-            let Some(r) = self.unflushed.get(i).cloned() else {
+            if i >= self.unflushed.len() {
                 break Ok(());
-            };
-            if !which(&r) {
+            }
+            if !which(&self.unflushed[i]) {
                 i += 1;
                 continue;
             }
+            // Out of the list while it is flushed: `settle` treats its faults
+            // as ending; back in if the flush fails again.
+            let r = self.unflushed.swap_remove(i);
             if let Err(e) = self.settle(&r) {
+                // Its slot was just freed.
+                let _ = self.unflushed.push(r);
                 break Err(e);
             }
-            self.unflushed.swap_remove(i);
         };
         self.release_deferred();
         result
@@ -288,9 +294,9 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// Route every complete group in the queue (see `process_faults`).
     pub(super) fn handle_queued(&mut self) -> Result<usize, Error> {
         let devices = &self.devices;
-        let slots = &self.slots;
-        let objects = &mut self.objects;
-        let next_cookie = &mut self.next_cookie;
+        let slots = self.slots.as_ref();
+        let objects = self.objects.as_mut();
+        let last_cookie = &mut self.last_cookie;
         let dropped = &mut self.dropped_events;
         self.faults.handle_deferrable(
             |group| {
@@ -302,13 +308,13 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                         let Ok(obj) = slots::get_mut(objects, o) else {
                             return Some(Response::Invalid);
                         };
-                        let mut faults = Vec::new();
+                        let mut faults = C::GroupFaults::<Fault>::EMPTY;
                         for g in group {
                             if faults.push(*g).is_err() {
                                 return Some(Response::Failure);
                             }
                         }
-                        let cookie = *next_cookie;
+                        let cookie = last_cookie.wrapping_add(1).max(1);
                         let pending = Pending {
                             cookie,
                             faults,
@@ -320,7 +326,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                             }
                             return Some(Response::Failure);
                         }
-                        *next_cookie = next_cookie.wrapping_add(1).max(1);
+                        *last_cookie = cookie;
                         // Events are queued for reading too; they are never answered.
                         if recoverable {
                             None

@@ -1,25 +1,22 @@
 //! iommufd-style fault objects: a domain's faults queued for a user, read
 //! whole groups at a time and answered later by cookie.
 
-use heapless::Vec;
-
 use crate::error::{Error, Object};
 use crate::hal::Hal;
 
+use super::config::{Capacities, VecStore};
 use super::driver::IommuDriver;
 use super::iommu::*;
 use super::iopf::{FaultKind, Response};
 use super::slots;
 
-impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
-    Iommu<D, H, DOMAINS, DEVICES>
-{
-    pub(super) fn object_ref(&self, id: FaultObjectId) -> Result<&FaultObject, Error> {
-        slots::get(&self.objects, id)
+impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
+    pub(super) fn object_ref(&self, id: FaultObjectId) -> Result<&FaultObject<C>, Error> {
+        slots::get(self.objects.as_ref(), id)
     }
 
-    pub(super) fn object_mut(&mut self, id: FaultObjectId) -> Result<&mut FaultObject, Error> {
-        slots::get_mut(&mut self.objects, id)
+    pub(super) fn object_mut(&mut self, id: FaultObjectId) -> Result<&mut FaultObject<C>, Error> {
+        slots::get_mut(self.objects.as_mut(), id)
     }
 
     /// A fault object: route a domain's faults to it with
@@ -27,12 +24,12 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// [`fault_read`](Self::fault_read), answer with
     /// [`fault_respond`](Self::fault_respond).
     pub fn alloc_fault_object(&mut self) -> Result<FaultObjectId, Error> {
-        let i = slots::vacant(&self.objects, Object::FaultObject)?;
+        let i = slots::vacant(self.objects.as_ref(), Object::FaultObject)?;
         let object = FaultObject {
             users: 0,
-            pending: Vec::new(),
+            pending: VecStore::EMPTY,
         };
-        Ok(slots::fill(&mut self.objects, i, object))
+        Ok(slots::fill(self.objects.as_mut(), i, object))
     }
 
     /// Free a fault object no domain routes to; its unanswered page requests
@@ -43,11 +40,11 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "domains still route faults to this object",
             });
         }
-        let o = slots::get_mut(&mut self.objects, id)?;
+        let o = slots::get_mut(self.objects.as_mut(), id)?;
         while let Some(p) = o.pending.pop() {
             p.answer(&mut self.driver, Response::Invalid)?;
         }
-        slots::take(&mut self.objects, id)?;
+        slots::take(self.objects.as_mut(), id)?;
         Ok(())
     }
 
@@ -61,7 +58,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             if n + p.faults.len() > out.len() {
                 break;
             }
-            for f in &p.faults {
+            for f in p.faults.iter() {
                 out[n] = UserFault {
                     cookie: p.cookie,
                     fault: *f,
@@ -84,7 +81,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         cookie: u32,
         response: Response,
     ) -> Result<(), Error> {
-        let o = slots::get(&self.objects, id)?;
+        let o = slots::get(self.objects.as_ref(), id)?;
         let i = o
             .pending
             .iter()

@@ -4,44 +4,18 @@
 //! and mapping), `attach`, `sva` (bonds), `nested`, `fault` (routing and
 //! fault objects).
 
-use heapless::Vec;
-
 use crate::error::{Error, Object};
 use crate::hal::Hal;
+use crate::pgtable::TableFormat;
 
-use super::domain::Table;
+use super::config::{ArrayStore, Capacities, Caps, VecStore};
 use super::driver::{DeviceId, DeviceInfo, DomainHw, HwInfo, IommuDriver, PagingFlags};
 use super::fault::Retired;
-use super::iopf::{Fault, FaultKind, FaultQueue, FaultResponder, Response};
+use super::iopf::{Fault, FaultKind, FaultQueue, FaultResponder, GroupKey, Response};
 use super::pasid::{Pasid, PasidAllocator};
-use super::slots::{self, Slot};
+use super::slots::{self, Cell, Slot};
 use super::sva::{AddressSpace, SpaceId};
-use super::tags::CacheTags;
-
-/// Cache tags one domain can carry (distinct (instance, tag, PASID, device,
-/// kind) tuples).
-pub const TAGS_PER_DOMAIN: usize = 16;
-/// PASIDs one device can have something attached at.
-pub const PASIDS_PER_DEVICE: usize = 16;
-/// IOMMU instances.
-pub const INSTANCES: usize = 8;
-/// Registered address spaces.
-pub const SPACES: usize = 16;
-/// SVA domains per address space (one per IOMMU instance it is used on).
-pub const DOMAINS_PER_SPACE: usize = 4;
-/// Device-to-address-space bonds.
-pub const BONDS: usize = 64;
-/// Faults held between drain and handling.
-pub const FAULTS: usize = 64;
-/// iommufd-style fault objects.
-pub const FAULT_OBJECTS: usize = 4;
-/// Attachments whose old faults could not be flushed yet (a driver's flush
-/// or drain failed after the hardware change was made).
-pub const UNFLUSHED: usize = 8;
-/// Groups one fault object holds until the user answers them.
-pub const DEFERRED_GROUPS: usize = 16;
-/// Faults in one group a fault object can hold.
-pub const GROUP_FAULTS: usize = 8;
+use super::tags::{CacheTag, CacheTags};
 
 /// Names a domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -126,18 +100,32 @@ pub struct UserFault {
     pub fault: Fault,
 }
 
+/// The driver's state of a domain.
+pub(super) type Hw<D> = DomainHw<<D as IommuDriver>::DomainData, <D as IommuDriver>::Format>;
+
 /// A paging domain's table, in the format its driver chose.
-pub(super) enum Data<H: Hal> {
-    Paging { table: Table<H>, flags: PagingFlags },
-    Sva { space: SpaceId, desc: AddressSpace },
-    Nested { parent: DomainId },
+pub(super) type TableOf<D, H> = <<D as IommuDriver>::Format as TableFormat>::Table<H>;
+
+/// What a domain translates through.
+pub(super) enum Data<D: IommuDriver, H: Hal> {
+    Paging {
+        table: TableOf<D, H>,
+        flags: PagingFlags,
+    },
+    Sva {
+        space: SpaceId,
+        desc: AddressSpace,
+    },
+    Nested {
+        parent: DomainId,
+    },
 }
 
-pub(super) struct Domain<H: Hal, P> {
+pub(super) struct Domain<D: IommuDriver, H: Hal, C: Capacities> {
     pub(super) instance: u16,
-    pub(super) hw: DomainHw<P>,
-    pub(super) data: Data<H>,
-    pub(super) tags: CacheTags<TAGS_PER_DOMAIN>,
+    pub(super) hw: Hw<D>,
+    pub(super) data: Data<D, H>,
+    pub(super) tags: CacheTags<C::DomainTags<(CacheTag, u32)>>,
     /// Attachments (RID or PASID) using it.
     pub(super) attached: u32,
     /// Nested domains using it as parent.
@@ -154,18 +142,18 @@ pub(super) struct Attachment {
     pub(super) bond: bool,
 }
 
-pub(super) struct Device {
+pub(super) struct Device<C: Capacities> {
     pub(super) info: DeviceInfo,
     pub(super) rid: DomainId,
     /// A whole-device SVA bond owns the requester ID's attachment.
     pub(super) rid_bond: bool,
-    pub(super) pasids: Vec<Attachment, PASIDS_PER_DEVICE>,
+    pub(super) pasids: C::DevicePasids<Attachment>,
     /// The ID a guest knows the device by, under a nest parent (the guest's
     /// stage 2): user invalidations naming a device use it.
     pub(super) virt: Option<(DomainId, u32)>,
 }
 
-impl Device {
+impl<C: Capacities> Device<C> {
     /// What is attached at the requester ID (`None`) or at a PASID.
     pub(super) fn domain_at(&self, pasid: Option<u32>) -> Option<DomainId> {
         match pasid {
@@ -188,10 +176,10 @@ impl Device {
     }
 }
 
-pub(super) struct SpaceState {
+pub(super) struct SpaceState<C: Capacities> {
     pub(super) desc: AddressSpace,
     pub(super) pasid: Option<Pasid>,
-    pub(super) domains: Vec<DomainId, DOMAINS_PER_SPACE>,
+    pub(super) domains: C::SpaceDomains<DomainId>,
     pub(super) fault: FaultTarget,
 }
 
@@ -206,13 +194,13 @@ pub(super) struct Bond {
     pub(super) users: u32,
 }
 
-pub(super) struct Pending {
+pub(super) struct Pending<C: Capacities> {
     pub(super) cookie: u32,
-    pub(super) faults: Vec<Fault, GROUP_FAULTS>,
+    pub(super) faults: C::GroupFaults<Fault>,
     pub(super) read: bool,
 }
 
-impl Pending {
+impl<C: Capacities> Pending<C> {
     /// The group's last fault: what its response is addressed by (never
     /// empty: a group is stored with all its faults).
     pub(super) fn last(&self) -> Fault {
@@ -233,19 +221,21 @@ impl Pending {
     }
 }
 
-pub(super) struct FaultObject {
+pub(super) struct FaultObject<C: Capacities> {
     /// Domains routing to it.
     pub(super) users: u32,
-    pub(super) pending: Vec<Pending, DEFERRED_GROUPS>,
+    pub(super) pending: C::ObjectGroups<Pending<C>>,
 }
 
 /// The hardware-agnostic IOMMU layer over one driver.
 ///
-/// `DOMAINS` and `DEVICES` are capacities; the other limits are the
-/// constants of this module. Every call either succeeds or returns a typed
-/// error and changes nothing (the exceptions, where hardware failed after
-/// state moved, are documented on the call). The object is large (the PASID
-/// allocator alone is 130 KiB): place it in a `static` or on the heap.
+/// `C` sizes every table ([`Caps`] with its defaults unless the embedder
+/// chooses; see [`Capacities`]). Every call either succeeds or returns a
+/// typed error and changes nothing (the exceptions, where hardware failed
+/// after state moved, are documented on the call). [`new`](Self::new) is a
+/// `const fn` whose tables are all zero: a core in a `static` lands in
+/// `.bss` and is built by no code at all (the driver and the Hal are the
+/// embedder's: make them zero-sized or all-zero too to keep it there).
 ///
 /// # Life cycle of an attachment
 ///
@@ -271,75 +261,69 @@ pub(super) struct FaultObject {
 /// it are refused `Busy`. An SVA domain attaches only at its address
 /// space's PASID, or at the requester ID through
 /// [`bind_device`](Self::bind_device).
-pub struct Iommu<
-    D: IommuDriver,
-    H: Hal + Clone,
-    const DOMAINS: usize = 64,
-    const DEVICES: usize = 64,
-> {
+pub struct Iommu<D: IommuDriver, H: Hal + Clone, C: Capacities = Caps> {
     pub(super) driver: D,
     pub(super) hal: H,
-    pub(super) instances: Vec<u16, INSTANCES>,
-    pub(super) pasids: PasidAllocator,
-    pub(super) devices: Vec<Device, DEVICES>,
-    pub(super) slots: [Slot<Domain<H, D::DomainData>>; DOMAINS],
-    pub(super) spaces: [Slot<SpaceState>; SPACES],
-    pub(super) bonds: [Slot<Bond>; BONDS],
-    pub(super) faults: FaultQueue<FAULTS>,
-    pub(super) objects: [Slot<FaultObject>; FAULT_OBJECTS],
-    pub(super) next_cookie: u32,
+    pub(super) instances: C::Instances,
+    pub(super) pasids: PasidAllocator<C::PasidWords>,
+    pub(super) devices: C::Devices<Device<C>>,
+    pub(super) slots: C::Domains<Slot<Domain<D, H, C>>>,
+    pub(super) spaces: C::Spaces<Slot<SpaceState<C>>>,
+    pub(super) bonds: C::Bonds<Slot<Bond>>,
+    pub(super) faults: FaultQueue<C::Faults<Fault>, C::Faults<GroupKey>>,
+    pub(super) objects: C::FaultObjects<Slot<FaultObject<C>>>,
+    /// The last cookie a fault object handed out (0: none yet).
+    pub(super) last_cookie: u32,
     pub(super) dropped_events: u64,
     /// Attachments changed in hardware whose earlier faults could not be
     /// flushed: their faults are answered `Invalid` (or dropped) until a
     /// flush succeeds.
-    pub(super) unflushed: Vec<Retired, UNFLUSHED>,
+    pub(super) unflushed: C::Unflushed<Retired<C>>,
     /// PASIDs freed while faults for them may still be in flight (an
     /// unflushed attachment names them): kept taken in the allocator until
     /// those faults are flushed.
-    pub(super) deferred: Vec<u32, UNFLUSHED>,
+    pub(super) deferred: C::Unflushed<u32>,
     /// The address space [`teardown_space`](Self::teardown_space) is ending
     /// the attachments of, while it runs.
-    pub(super) tearing: Option<SpaceId>,
+    pub(super) tearing: Cell<SpaceId>,
 }
 
-pub(super) type Domains<H, P> = [Slot<Domain<H, P>>];
+pub(super) type Domains<D, H, C> = [Slot<Domain<D, H, C>>];
 
-pub(super) fn domain_ref<H: Hal, P>(
-    slots: &Domains<H, P>,
+pub(super) fn domain_ref<D: IommuDriver, H: Hal, C: Capacities>(
+    slots: &Domains<D, H, C>,
     id: DomainId,
-) -> Result<&Domain<H, P>, Error> {
+) -> Result<&Domain<D, H, C>, Error> {
     slots::get(slots, id)
 }
 
-pub(super) fn domain_mut<H: Hal, P>(
-    slots: &mut Domains<H, P>,
+pub(super) fn domain_mut<D: IommuDriver, H: Hal, C: Capacities>(
+    slots: &mut Domains<D, H, C>,
     id: DomainId,
-) -> Result<&mut Domain<H, P>, Error> {
+) -> Result<&mut Domain<D, H, C>, Error> {
     slots::get_mut(slots, id)
 }
 
-impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
-    Iommu<D, H, DOMAINS, DEVICES>
-{
+impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
     /// A core over `driver`, allocating table pages through `hal`. No
     /// instance is enabled yet ([`add_instance`](Self::add_instance)).
     pub const fn new(driver: D, hal: H) -> Self {
         Iommu {
             driver,
             hal,
-            instances: Vec::new(),
+            instances: VecStore::EMPTY,
             pasids: PasidAllocator::new(),
-            devices: Vec::new(),
-            slots: [Slot::EMPTY; DOMAINS],
-            spaces: [Slot::EMPTY; SPACES],
-            bonds: [Slot::EMPTY; BONDS],
+            devices: VecStore::EMPTY,
+            slots: ArrayStore::EMPTY,
+            spaces: ArrayStore::EMPTY,
+            bonds: ArrayStore::EMPTY,
             faults: FaultQueue::new(),
-            objects: [Slot::EMPTY; FAULT_OBJECTS],
-            next_cookie: 1,
+            objects: ArrayStore::EMPTY,
+            last_cookie: 0,
             dropped_events: 0,
-            unflushed: Vec::new(),
-            deferred: Vec::new(),
-            tearing: None,
+            unflushed: VecStore::EMPTY,
+            deferred: VecStore::EMPTY,
+            tearing: Cell::Empty,
         }
     }
 
@@ -360,7 +344,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     }
 
     /// The global PASID allocator.
-    pub fn pasids(&self) -> &PasidAllocator {
+    pub fn pasids(&self) -> &PasidAllocator<C::PasidWords> {
         &self.pasids
     }
 
@@ -424,7 +408,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 info,
                 rid: DomainId::BLOCKED,
                 rid_bond: false,
-                pasids: Vec::new(),
+                pasids: VecStore::EMPTY,
                 virt: None,
             })
             .map_err(|_| Error::Exhausted {
@@ -481,7 +465,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             return Err(Error::BadPasid { pasid });
         }
         let attached = self.devices.iter().any(|d| d.attachment(pasid).is_some());
-        let owned = slots::live::<_, SpaceId>(&self.spaces)
+        let owned = slots::live::<_, SpaceId>(self.spaces.as_ref())
             .any(|(_, s)| s.pasid.is_some_and(|p| p.get() == pasid));
         if attached || owned {
             return Err(Error::Busy {

@@ -9,9 +9,9 @@
 //!
 //! [`report`]: FaultQueue::report
 
-use heapless::Vec;
-
 use crate::error::{Error, Object};
+
+use super::config::VecStore;
 
 bitflags::bitflags! {
     /// What the faulting access wanted.
@@ -90,7 +90,11 @@ pub enum Response {
 
 /// Where responses go: the driver of the instance that reported the fault.
 pub trait FaultResponder {
-    /// Send one response for `group` of `device` (and `pasid`) on `instance`.
+    /// Send one response for `group` of `device` (and `pasid`) on
+    /// `instance`: VT-d page group response, SMMUv3 PRI_RESP or RESUME. The
+    /// core sends exactly one per recoverable group and never one for an
+    /// unrecoverable event. The default answers `Unsupported`: right for a
+    /// driver that reports no recoverable faults (it is never called then).
     fn respond(
         &mut self,
         instance: u16,
@@ -98,17 +102,24 @@ pub trait FaultResponder {
         pasid: Option<u32>,
         group: u16,
         response: Response,
-    ) -> Result<(), Error>;
+    ) -> Result<(), Error> {
+        let _ = (instance, device, pasid, group, response);
+        Err(Error::Unsupported {
+            what: "page responses",
+        })
+    }
 }
 
-/// Identifies a group: one response goes to each.
+/// Identifies a page-request group: one response goes to each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Key {
+pub struct GroupKey {
     instance: u16,
     device: u32,
     pasid: Option<u32>,
     group: u16,
 }
+
+type Key = GroupKey;
 
 impl Key {
     fn of(f: &Fault) -> Self {
@@ -121,20 +132,32 @@ impl Key {
     }
 }
 
-/// Pending faults. `N` faults (partial and complete groups together) and up to
-/// `N` groups remembered as failed after an overflow.
-#[derive(Debug, Default)]
-pub struct FaultQueue<const N: usize> {
-    faults: Vec<Fault, N>,
-    failed: Vec<Key, N>,
+/// Pending faults, in stores of the embedder's capacity: faults (partial
+/// and complete groups together) and the groups remembered as failed after
+/// an overflow. `FaultQueue<heapless::Vec<Fault, N>, heapless::Vec<GroupKey,
+/// N>>` holds `N` of each.
+pub struct FaultQueue<F: VecStore<Fault>, K: VecStore<GroupKey>> {
+    faults: F,
+    failed: K,
 }
 
-impl<const N: usize> FaultQueue<N> {
+/// A [`FaultQueue`] of `N` faults (and `N` lost groups) in `heapless`
+/// vectors.
+pub type FixedFaultQueue<const N: usize> =
+    FaultQueue<heapless::Vec<Fault, N>, heapless::Vec<GroupKey, N>>;
+
+impl<F: VecStore<Fault>, K: VecStore<GroupKey>> Default for FaultQueue<F, K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<F: VecStore<Fault>, K: VecStore<GroupKey>> FaultQueue<F, K> {
     /// An empty queue.
     pub const fn new() -> Self {
         FaultQueue {
-            faults: Vec::new(),
-            failed: Vec::new(),
+            faults: F::EMPTY,
+            failed: K::EMPTY,
         }
     }
 
@@ -239,7 +262,7 @@ impl<const N: usize> FaultQueue<N> {
             let key = Key::of(&self.faults[last]);
             let kind = self.faults[last].kind;
             // The group: its parked partials (arrival order) and the last.
-            let mut group: Vec<Fault, N> = Vec::new();
+            let mut group = F::EMPTY;
             if kind == FaultKind::Unrecoverable {
                 let _ = group.push(self.faults.remove(last));
             } else {
@@ -275,9 +298,9 @@ impl<const N: usize> FaultQueue<N> {
     /// arriving later finds nothing to join), as are groups remembered as
     /// lost to overflow; events are dropped. Returns how many events were
     /// dropped. A responder error stops it; the group it failed for is gone.
-    pub fn retire<F, R>(&mut self, retired: F, responder: &mut R) -> Result<usize, Error>
+    pub fn retire<S, R>(&mut self, retired: S, responder: &mut R) -> Result<usize, Error>
     where
-        F: Fn(u16, u32, Option<u32>) -> bool,
+        S: Fn(u16, u32, Option<u32>) -> bool,
         R: FaultResponder,
     {
         let selects = |f: &Fault| retired(f.instance, f.device, f.pasid);

@@ -10,6 +10,7 @@
 //! ([`user`]): each driver owns and validates its formats.
 
 mod attach;
+pub mod config;
 mod domain;
 pub mod driver;
 mod fault;
@@ -23,13 +24,16 @@ pub mod sva;
 pub mod tags;
 pub mod user;
 
+pub use config::{ArrayStore, Capacities, Caps, ConstEmpty, VecStore};
 pub use driver::{
     DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, HW_INFO_TYPE_NONE, HwInfo,
-    IommuDriver, PagingFlags, PagingFormat,
+    IommuDriver, PagingFlags,
 };
 pub use iommu::{DomainId, DomainKind, FaultHandler, FaultObjectId, FaultTarget, Iommu, UserFault};
-pub use iopf::{Access, Fault, FaultKind, FaultQueue, FaultResponder, Response};
+pub use iopf::{
+    Access, Fault, FaultKind, FaultQueue, FaultResponder, FixedFaultQueue, GroupKey, Response,
+};
 pub use pasid::{Pasid, PasidAllocator};
 pub use sva::{AddressSpace, BondId, BondInfo, CpuFormat, SpaceId};
-pub use tags::{CacheTag, CacheTags, TagInvalidate, TagKind};
+pub use tags::{CacheTag, CacheTags, FixedCacheTags, TagInvalidate, TagKind};
 pub use user::{InvalidateOutcome, UserArray, UserData, VirtualIds};

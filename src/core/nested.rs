@@ -5,15 +5,14 @@
 use crate::error::{Error, Object};
 use crate::hal::Hal;
 
+use super::config::Capacities;
 use super::domain::{describe, nest_parent};
 use super::driver::{DeviceId, DomainRequest, IommuDriver};
 use super::iommu::*;
 use super::tags::CacheTags;
 use super::user::{InvalidateOutcome, UserArray, UserData, VirtualIds};
 
-impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
-    Iommu<D, H, DOMAINS, DEVICES>
-{
+impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
     /// Allocate a nested domain on `parent` (a paging domain allocated with
     /// [`PagingFlags::NEST_PARENT`](super::PagingFlags::NEST_PARENT)) from untrusted user data in the
     /// driver's format `data_type`. The driver validates every field against
@@ -26,7 +25,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         data: &[u8],
     ) -> Result<DomainId, Error> {
         let info = self.device(dev)?;
-        let p = nest_parent(&self.slots, parent, info.dev.instance)?;
+        let p = nest_parent(self.slots.as_ref(), parent, info.dev.instance)?;
         let index = self.free_slot()?;
         let hw = self.driver.domain_alloc(
             &info,
@@ -50,7 +49,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 fault: FaultTarget::None,
             },
         );
-        if let Ok(p) = domain_mut(&mut self.slots, parent) {
+        if let Ok(p) = domain_mut(self.slots.as_mut(), parent) {
             p.children += 1;
         }
         Ok(id)
@@ -69,7 +68,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         virtual_id: u32,
     ) -> Result<(), Error> {
         let di = self.device_index(dev)?;
-        nest_parent(&self.slots, parent, dev.instance)?;
+        nest_parent(self.slots.as_ref(), parent, dev.instance)?;
         if self.devices[di].virt.is_some() {
             return Err(Error::Busy {
                 what: "device already has a virtual ID",
@@ -127,7 +126,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         if id.is_static() {
             return Err(not_nested);
         }
-        let d = domain_ref(&self.slots, id)?;
+        let d = domain_ref(self.slots.as_ref(), id)?;
         let (instance, Data::Nested { parent }) = (d.instance, &d.data) else {
             return Err(not_nested);
         };
@@ -136,7 +135,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             instance,
             parent: *parent,
         };
-        let desc = describe(&self.slots, id)?;
+        let desc = describe(self.slots.as_ref(), id)?;
         let array = UserArray {
             data_type,
             data,
@@ -157,13 +156,13 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
 
 /// The virtual IDs of one guest: devices of `instance` given an ID under the
 /// nest parent `parent`.
-pub(super) struct GuestIds<'a> {
-    devices: &'a [Device],
+pub(super) struct GuestIds<'a, C: Capacities> {
+    devices: &'a [Device<C>],
     instance: u16,
     parent: DomainId,
 }
 
-impl VirtualIds for GuestIds<'_> {
+impl<C: Capacities> VirtualIds for GuestIds<'_, C> {
     fn resolve(&self, virtual_id: u32) -> Option<u32> {
         self.devices
             .iter()

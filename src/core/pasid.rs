@@ -8,19 +8,23 @@
 //! allocator returns the lowest free one, so narrow devices are not starved
 //! by wide ones.
 //!
-//! No allocator is needed: the bitmap (128 KiB) and its summary (2 KiB) live
-//! inline, so a `static` (behind the embedder's lock) or a field of the
-//! embedder's IOMMU state holds it.
+//! No allocator is needed: the bitmap lives inline, sized by the embedder
+//! ([`Capacities::PasidWords`](super::Capacities::PasidWords), 64 PASIDs a
+//! word): a system without PASID devices gives it no words and pays nothing;
+//! the whole 20-bit space takes 16,384 words (128 KiB). It starts all zero
+//! (PASID 0 is taken implicitly), so it lands in `.bss`.
 
 use crate::error::{Error, Object};
+
+use super::config::ArrayStore;
 
 /// PASID width of the architecture (PCIe, VT-d, SMMUv3): 20 bits.
 pub const PASID_BITS: u32 = 20;
 /// One past the largest PASID.
 pub const PASID_LIMIT: u32 = 1 << PASID_BITS;
 
-const WORDS: usize = PASID_LIMIT as usize / 64;
-const SUMMARY: usize = WORDS / 64;
+/// Words of a bitmap covering the whole 20-bit space.
+pub const FULL_WORDS: usize = PASID_LIMIT as usize / 64;
 
 /// A process address space ID other than 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,33 +46,34 @@ impl Pasid {
     }
 }
 
-/// Allocator of PASIDs `1..2^20`, lowest free first.
+/// Allocator of PASIDs `1..64 * words`, lowest free first.
 ///
-/// `words` has one bit per PASID (set = in use); `full` one bit per word
-/// (set = all 64 PASIDs of that word in use), so a search skips full words
-/// 64 at a time.
-pub struct PasidAllocator {
-    words: [u64; WORDS],
-    full: [u64; SUMMARY],
+/// One bit per PASID (set = in use); PASID 0 is always taken, without a bit.
+/// A search visits the words in order, skipping full ones 64 PASIDs at a
+/// time.
+pub struct PasidAllocator<W: ArrayStore<u64> = [u64; FULL_WORDS]> {
+    words: W,
     used: u32,
 }
 
-impl Default for PasidAllocator {
+impl<W: ArrayStore<u64>> Default for PasidAllocator<W> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl PasidAllocator {
+impl<W: ArrayStore<u64>> PasidAllocator<W> {
     /// An allocator with only PASID 0 (RID_PASID) taken.
     pub const fn new() -> Self {
-        let mut words = [0u64; WORDS];
-        words[0] = 1;
         PasidAllocator {
-            words,
-            full: [0; SUMMARY],
+            words: W::EMPTY,
             used: 0,
         }
+    }
+
+    /// One past the largest PASID it can hand out (at most 2^20).
+    pub fn limit(&self) -> u32 {
+        (self.words.as_ref().len() as u64 * 64).min(PASID_LIMIT as u64) as u32
     }
 
     /// PASIDs handed out (or reserved) and not yet freed.
@@ -76,8 +81,13 @@ impl PasidAllocator {
         self.used
     }
 
+    /// The word `w`, with PASID 0's bit set.
+    fn word(&self, w: usize) -> u64 {
+        self.words.as_ref()[w] | u64::from(w == 0)
+    }
+
     /// The lowest free PASID below `2^width` (`width` = the device's PASID
-    /// width, 1..=20), marked in use.
+    /// width, 1..=20) and below the allocator's limit, marked in use.
     pub fn alloc(&mut self, width: u32) -> Result<Pasid, Error> {
         if width == 0 || width > PASID_BITS {
             return Err(Error::OutOfRange {
@@ -85,20 +95,17 @@ impl PasidAllocator {
                 value: width as u64,
             });
         }
-        let limit = 1u32 << width;
+        let limit = (1u32 << width).min(self.limit());
         let exhausted = Error::Exhausted {
             what: Object::Pasid,
         };
+        let words = limit.div_ceil(64) as usize;
         // Words are visited in increasing order, so the first word that is
         // not full holds the lowest free PASID.
-        let (si, s) = self
-            .full
-            .iter()
-            .enumerate()
-            .find(|(_, s)| **s != u64::MAX)
+        let w = (0..words)
+            .find(|&w| self.word(w) != u64::MAX)
             .ok_or(exhausted)?;
-        let w = si * 64 + (!s).trailing_zeros() as usize;
-        let pasid = w as u32 * 64 + (!self.words[w]).trailing_zeros();
+        let pasid = w as u32 * 64 + (!self.word(w)).trailing_zeros();
         if pasid >= limit {
             return Err(exhausted);
         }
@@ -108,7 +115,7 @@ impl PasidAllocator {
 
     /// Take a specific PASID (e.g. one firmware or a guest already uses).
     pub fn reserve(&mut self, pasid: u32) -> Result<Pasid, Error> {
-        if pasid == 0 || pasid >= PASID_LIMIT || self.is_used(pasid) {
+        if pasid == 0 || pasid >= self.limit() || self.is_used(pasid) {
             return Err(Error::BadPasid { pasid });
         }
         self.set(pasid);
@@ -119,27 +126,23 @@ impl PasidAllocator {
     /// changes nothing.
     pub fn free(&mut self, pasid: Pasid) -> Result<(), Error> {
         let p = pasid.0;
-        if p == 0 || p >= PASID_LIMIT || !self.is_used(p) {
+        if p == 0 || !self.is_used(p) {
             return Err(Error::BadPasid { pasid: p });
         }
-        let w = p as usize / 64;
-        self.words[w] &= !(1u64 << (p % 64));
-        self.full[w / 64] &= !(1u64 << (w % 64));
+        self.words.as_mut()[p as usize / 64] &= !(1u64 << (p % 64));
         self.used -= 1;
         Ok(())
     }
 
     /// Whether `pasid` is in use (PASID 0 always is).
     pub fn is_used(&self, pasid: u32) -> bool {
-        pasid < PASID_LIMIT && self.words[pasid as usize / 64] & (1u64 << (pasid % 64)) != 0
+        pasid == 0
+            || (pasid < self.limit()
+                && self.words.as_ref()[pasid as usize / 64] & (1u64 << (pasid % 64)) != 0)
     }
 
     fn set(&mut self, p: u32) {
-        let w = p as usize / 64;
-        self.words[w] |= 1u64 << (p % 64);
-        if self.words[w] == u64::MAX {
-            self.full[w / 64] |= 1u64 << (w % 64);
-        }
+        self.words.as_mut()[p as usize / 64] |= 1u64 << (p % 64);
         self.used += 1;
     }
 }

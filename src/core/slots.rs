@@ -4,6 +4,8 @@
 
 use crate::error::{Error, Object};
 
+use super::config::ConstEmpty;
+
 /// A name of a table entry.
 pub(crate) trait SlotId: Copy {
     /// What a stale or unknown name is reported as (`NotFound`).
@@ -37,16 +39,52 @@ slot_id! {
     super::sva::BondId => Object::Bond,
 }
 
-/// One entry of a table.
-pub(crate) struct Slot<T> {
-    generation: u16,
-    live: Option<T>,
+/// A value or nothing, whose nothing is all-zero bytes (tag 0, the rest
+/// undefined): an empty table is zero-initialised and lands in `.bss`.
+/// (`Option<T>` may encode `None` in a niche of `T`, with non-zero bytes.)
+#[repr(u8)]
+pub(crate) enum Cell<T> {
+    Empty = 0,
+    Full(T),
 }
 
-impl<T> Slot<T> {
-    pub(crate) const EMPTY: Self = Slot {
+impl<T> Cell<T> {
+    pub(crate) fn as_ref(&self) -> Option<&T> {
+        match self {
+            Cell::Empty => None,
+            Cell::Full(v) => Some(v),
+        }
+    }
+
+    pub(crate) fn as_mut(&mut self) -> Option<&mut T> {
+        match self {
+            Cell::Empty => None,
+            Cell::Full(v) => Some(v),
+        }
+    }
+
+    pub(crate) fn take(&mut self) -> Option<T> {
+        match core::mem::replace(self, Cell::Empty) {
+            Cell::Empty => None,
+            Cell::Full(v) => Some(v),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(self, Cell::Empty)
+    }
+}
+
+/// One entry of a table.
+pub struct Slot<T> {
+    generation: u16,
+    live: Cell<T>,
+}
+
+impl<T> ConstEmpty for Slot<T> {
+    const EMPTY: Self = Slot {
         generation: 0,
-        live: None,
+        live: Cell::Empty,
     };
 }
 
@@ -72,14 +110,14 @@ pub(crate) fn get_mut<T, I: SlotId>(slots: &mut [Slot<T>], id: I) -> Result<&mut
 pub(crate) fn vacant<T>(slots: &[Slot<T>], what: Object) -> Result<usize, Error> {
     slots
         .iter()
-        .position(|s| s.live.is_none())
+        .position(|s| s.live.is_empty())
         .ok_or(Error::Exhausted { what })
 }
 
 /// Put `value` in the free slot `index` (from [`vacant`]); its name.
 pub(crate) fn fill<T, I: SlotId>(slots: &mut [Slot<T>], index: usize, value: T) -> I {
     let slot = &mut slots[index];
-    slot.live = Some(value);
+    slot.live = Cell::Full(value);
     I::new(index as u16, slot.generation)
 }
 

@@ -64,27 +64,24 @@ pub struct BondId {
     pub(crate) generation: u16,
 }
 
-use heapless::Vec;
-
 use crate::error::{Error, Object};
 use crate::hal::Hal;
 
 use super::attach::{Changed, Owner, flushed};
+use super::config::{Capacities, VecStore};
 use super::driver::{DeviceId, DeviceInfo, IommuDriver};
 use super::iommu::*;
 use super::pasid::Pasid;
-use super::slots;
+use super::slots::{self, Cell};
 use super::tags;
 
-impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
-    Iommu<D, H, DOMAINS, DEVICES>
-{
-    pub(super) fn space_ref(&self, id: SpaceId) -> Result<&SpaceState, Error> {
-        slots::get(&self.spaces, id)
+impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
+    pub(super) fn space_ref(&self, id: SpaceId) -> Result<&SpaceState<C>, Error> {
+        slots::get(self.spaces.as_ref(), id)
     }
 
-    pub(super) fn space_mut(&mut self, id: SpaceId) -> Result<&mut SpaceState, Error> {
-        slots::get_mut(&mut self.spaces, id)
+    pub(super) fn space_mut(&mut self, id: SpaceId) -> Result<&mut SpaceState<C>, Error> {
+        slots::get_mut(self.spaces.as_mut(), id)
     }
 
     /// Make a CPU address space known. `fault` receives the page requests
@@ -106,14 +103,14 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "fault objects for address spaces (use a handler)",
             });
         }
-        let index = slots::vacant(&self.spaces, Object::Space)?;
+        let index = slots::vacant(self.spaces.as_ref(), Object::Space)?;
         let state = SpaceState {
             desc,
             pasid: None,
-            domains: Vec::new(),
+            domains: VecStore::EMPTY,
             fault,
         };
-        Ok(slots::fill(&mut self.spaces, index, state))
+        Ok(slots::fill(self.spaces.as_mut(), index, state))
     }
 
     /// The PASID of an address space (`None` until its first bind).
@@ -128,7 +125,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
 
     /// The domain a bond uses, where, and its user count.
     pub fn bond_info(&self, id: BondId) -> Result<BondInfo, Error> {
-        let b = slots::get(&self.bonds, id)?;
+        let b = slots::get(self.bonds.as_ref(), id)?;
         Ok(BondInfo {
             domain: b.domain,
             pasid: b.pasid,
@@ -137,14 +134,14 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     }
 
     fn find_bond(&self, dev: DeviceId, space: SpaceId, whole: bool) -> Option<BondId> {
-        slots::live::<_, BondId>(&self.bonds)
+        slots::live::<_, BondId>(self.bonds.as_ref())
             .find(|(_, b)| b.dev == dev && b.space == space && b.pasid.is_none() == whole)
             .map(|(id, _)| id)
     }
 
     /// One more user of an existing bond.
     fn reuse_bond(&mut self, id: BondId) -> Result<BondId, Error> {
-        let b = slots::get_mut(&mut self.bonds, id)?;
+        let b = slots::get_mut(self.bonds.as_mut(), id)?;
         b.users = b.users.checked_add(1).ok_or(Error::Exhausted {
             what: Object::BondUser,
         })?;
@@ -174,7 +171,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "PASIDs on this device (bind_device binds the whole device)",
             });
         }
-        let bond_index = slots::vacant(&self.bonds, Object::Bond)?;
+        let bond_index = slots::vacant(self.bonds.as_ref(), Object::Bond)?;
         let (pasid, fresh) = match s.pasid {
             Some(p) => {
                 if (p.get() as u64) >= (1u64 << info.pasid_bits) {
@@ -208,7 +205,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             pasid: Some(pasid),
             users: 1,
         };
-        Ok(slots::fill(&mut self.bonds, bond_index, bond))
+        Ok(slots::fill(self.bonds.as_mut(), bond_index, bond))
     }
 
     /// Give the whole of `dev` access to an address space: its requester ID
@@ -232,7 +229,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 what: "the device's requester ID is attached (detach it first)",
             });
         }
-        let bond_index = slots::vacant(&self.bonds, Object::Bond)?;
+        let bond_index = slots::vacant(self.bonds.as_ref(), Object::Bond)?;
         let domain = self.bind_at(&info, space, None)?;
         let bond = Bond {
             dev,
@@ -241,7 +238,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
             pasid: None,
             users: 1,
         };
-        Ok(slots::fill(&mut self.bonds, bond_index, bond))
+        Ok(slots::fill(self.bonds.as_mut(), bond_index, bond))
     }
 
     /// Attach an SVA domain of `space` at `pasid` of the device (`None`:
@@ -266,8 +263,9 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 });
             }
         }
-        let existing = self.space_ref(space)?.domains.clone();
-        for d in existing {
+        // Attaching changes no space's list of domains.
+        for k in 0..self.space_ref(space)?.domains.len() {
+            let d = self.space_ref(space)?.domains[k];
             if self.domain_instance(d)? != info.dev.instance {
                 continue;
             }
@@ -303,9 +301,9 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// nothing changes. If the attachment was removed but the fault flush
     /// failed, the bond is gone and the flush error is returned.
     pub fn unbind(&mut self, id: BondId) -> Result<(), Error> {
-        let b = *slots::get(&self.bonds, id)?;
+        let b = *slots::get(self.bonds.as_ref(), id)?;
         if b.users > 1 {
-            slots::get_mut(&mut self.bonds, id)?.users -= 1;
+            slots::get_mut(self.bonds.as_mut(), id)?.users -= 1;
             return Ok(());
         }
         flushed(self.release_bond(id))
@@ -314,12 +312,12 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     /// Remove a bond's attachment whatever its users, then the bond, then
     /// its SVA domain if nothing else uses it.
     fn release_bond(&mut self, id: BondId) -> Changed {
-        let b = *slots::get(&self.bonds, id)?;
+        let b = *slots::get(self.bonds.as_ref(), id)?;
         let changed = match b.pasid {
             Some(p) => self.detach_as(b.dev, p, Owner::Bond)?,
             None => self.attach_as(b.dev, None, DomainId::BLOCKED, Owner::Bond)?,
         };
-        slots::take(&mut self.bonds, id)?;
+        slots::take(self.bonds.as_mut(), id)?;
         if self.domain_users(b.domain)? == 0 {
             self.free_domain(b.domain)?;
         }
@@ -351,15 +349,15 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
         // Every attachment of the space ends in this call: a request raised
         // through one is answered Invalid even while the bonds before it
         // are being released, never handed to the space's handler.
-        self.tearing = Some(id);
+        self.tearing = Cell::Full(id);
         let released = self.release_space_bonds(id, &mut flush_err);
-        self.tearing = None;
+        self.tearing = Cell::Empty;
         released?;
-        let domains = self.space_ref(id)?.domains.clone();
-        for d in domains {
+        // Freeing one takes it off the list.
+        while let Some(&d) = self.space_ref(id)?.domains.first() {
             self.free_domain(d)?;
         }
-        if let Some(p) = slots::take(&mut self.spaces, id)?.pasid {
+        if let Some(p) = slots::take(self.spaces.as_mut(), id)?.pasid {
             self.release_pasid(p)?;
         }
         flush_err.map_or(Ok(()), Err)
@@ -379,7 +377,7 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
     }
 
     pub(super) fn bond_of_space(&self, space: SpaceId) -> Option<BondId> {
-        slots::live(&self.bonds)
+        slots::live(self.bonds.as_ref())
             .find(|(_, b): &(BondId, &Bond)| b.space == space)
             .map(|(id, _)| id)
     }
@@ -394,8 +392,8 @@ impl<D: IommuDriver, H: Hal + Clone, const DOMAINS: usize, const DEVICES: usize>
                 value: end,
             });
         }
-        let s = slots::get(&self.spaces, id)?;
-        let slots = &self.slots;
+        let s = slots::get(self.spaces.as_ref(), id)?;
+        let slots = self.slots.as_ref();
         let tags = s
             .domains
             .iter()

@@ -9,11 +9,11 @@
 //! when every wait succeeded are the gathered table pages released: a page
 //! the IOMMU may still walk is never freed.
 
-use heapless::Vec;
-
 use crate::error::{Error, Object};
 use crate::hal::Hal;
 use crate::pgtable::Gather;
+
+use super::config::VecStore;
 
 /// Which cache a tag names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,18 +42,25 @@ pub struct CacheTag {
 }
 
 /// The tags of one domain, with a user count each (the same tag recorded by
-/// two attaches is one entry, removed when both detach). `N` is the capacity.
-#[derive(Debug, Default)]
-pub struct CacheTags<const N: usize> {
-    entries: Vec<(CacheTag, u32), N>,
+/// two attaches is one entry, removed when both detach), in a store of the
+/// embedder's capacity (`heapless::Vec<(CacheTag, u32), N>` by default).
+pub struct CacheTags<V: VecStore<(CacheTag, u32)> = heapless::Vec<(CacheTag, u32), 16>> {
+    entries: V,
 }
 
-impl<const N: usize> CacheTags<N> {
+/// [`CacheTags`] with room for `N` distinct tags in a `heapless` vector.
+pub type FixedCacheTags<const N: usize> = CacheTags<heapless::Vec<(CacheTag, u32), N>>;
+
+impl<V: VecStore<(CacheTag, u32)>> Default for CacheTags<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<V: VecStore<(CacheTag, u32)>> CacheTags<V> {
     /// No tags.
     pub const fn new() -> Self {
-        CacheTags {
-            entries: Vec::new(),
-        }
+        CacheTags { entries: V::EMPTY }
     }
 
     /// Record a tag (at attach).
@@ -103,9 +110,14 @@ impl<const N: usize> CacheTags<N> {
 
 /// What a driver provides for invalidation: queue, then wait.
 pub trait TagInvalidate {
-    /// Queue invalidation of what `tag` caches for `[start, end)` (`None`:
-    /// everything under the tag), leaves of at least `page_size`;
-    /// `tables_freed` says paging-structure caches must go too.
+    /// Queue invalidation of what `tag` caches for the input range
+    /// `[start, end)` (IOVAs, or CPU virtual addresses for an SVA domain).
+    /// `page_size` is the smallest leaf size the range was mapped with (4 KiB
+    /// when unknown): a driver may invalidate by that stride or by address
+    /// mask. `tables_freed` says paging-structure caches must go too (VT-d:
+    /// IH clear; SMMUv3: no leaf flag). With `range` `None` everything under
+    /// the tag goes, and `page_size` means nothing. Queued work may be
+    /// buffered until [`wait`](Self::wait).
     fn invalidate(
         &mut self,
         tag: &CacheTag,
@@ -114,7 +126,9 @@ pub trait TagInvalidate {
         tables_freed: bool,
     ) -> Result<(), Error>;
 
-    /// Wait until everything queued on `instance` has completed.
+    /// Wait until everything queued on `instance` has completed (one
+    /// completion wait, with a timeout): the core frees table pages only
+    /// after this returns `Ok`.
     fn wait(&mut self, instance: u16) -> Result<(), Error>;
 }
 
@@ -125,8 +139,8 @@ pub trait TagInvalidate {
 /// On error nothing is released: the gather keeps its pages and range, so the
 /// caller can retry the sync (or leak the pages rather than free memory the
 /// IOMMU may still walk).
-pub fn sync<const N: usize, D: TagInvalidate, H: Hal>(
-    tags: &CacheTags<N>,
+pub fn sync<V: VecStore<(CacheTag, u32)>, D: TagInvalidate, H: Hal>(
+    tags: &CacheTags<V>,
     gather: &mut Gather,
     driver: &mut D,
     hal: &H,

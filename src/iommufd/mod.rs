@@ -24,7 +24,9 @@ use heapless::Vec;
 
 use crate::addr::{Iova, PhysAddr};
 use crate::core::user::InvalidateOutcome;
-use crate::core::{DeviceId, DomainId, DomainKind, HwInfo, Iommu, IommuDriver, PagingFlags};
+use crate::core::{
+    Capacities, DeviceId, DomainId, DomainKind, HwInfo, Iommu, IommuDriver, PagingFlags,
+};
 use crate::error::{Error, Object};
 use crate::hal::{Hal, PAGE_SIZE};
 use crate::pgtable::Prot;
@@ -261,9 +263,9 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
     /// Map `[iova, iova + len)` to `paddr` in the IOAS and every paging
     /// domain mirroring it. All or nothing: if a domain refuses, the range is
     /// unmapped again from the domains that took it.
-    pub fn map<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
+    pub fn map<D: IommuDriver, H: Hal + Clone, C: Capacities>(
         &mut self,
-        core: &mut Iommu<D, H, DO, DE>,
+        core: &mut Iommu<D, H, C>,
         iova: Iova,
         paddr: PhysAddr,
         len: u64,
@@ -313,9 +315,9 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
     /// mapping at all. Returns the bytes unmapped. If a domain's
     /// invalidation fails, the mappings are still removed everywhere and the
     /// first error is returned.
-    pub fn unmap<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
+    pub fn unmap<D: IommuDriver, H: Hal + Clone, C: Capacities>(
         &mut self,
-        core: &mut Iommu<D, H, DO, DE>,
+        core: &mut Iommu<D, H, C>,
         iova: Iova,
         len: u64,
     ) -> Result<u64, Error> {
@@ -361,9 +363,9 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
 
     /// Make the paging domain `hwpt` mirror this IOAS: map every existing
     /// mapping into it (all or nothing).
-    pub fn attach_hwpt<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
+    pub fn attach_hwpt<D: IommuDriver, H: Hal + Clone, C: Capacities>(
         &mut self,
-        core: &mut Iommu<D, H, DO, DE>,
+        core: &mut Iommu<D, H, C>,
         hwpt: DomainId,
     ) -> Result<(), Error> {
         if core.domain_kind(hwpt)? != DomainKind::Paging {
@@ -412,8 +414,8 @@ impl<const M: usize, const R: usize> Ioas<M, R> {
 /// is failing, if it got that far. Just mapped, so the unmap cannot be
 /// refused; a failed sync leaks the gathered table pages rather than free
 /// what the IOMMU may walk.
-fn undo_map<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
-    core: &mut Iommu<D, H, DO, DE>,
+fn undo_map<D: IommuDriver, H: Hal + Clone, C: Capacities>(
+    core: &mut Iommu<D, H, C>,
     hwpt: DomainId,
     iova: Iova,
     len: u64,
@@ -429,12 +431,11 @@ fn undo_map<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
 pub fn alloc_hwpt_paging<
     D: IommuDriver,
     H: Hal + Clone,
-    const DO: usize,
-    const DE: usize,
+    C: Capacities,
     const M: usize,
     const R: usize,
 >(
-    core: &mut Iommu<D, H, DO, DE>,
+    core: &mut Iommu<D, H, C>,
     ioas: &mut Ioas<M, R>,
     dev: DeviceId,
     flags: PagingFlags,
@@ -463,12 +464,11 @@ pub fn alloc_hwpt_paging<
 pub fn free_hwpt_paging<
     D: IommuDriver,
     H: Hal + Clone,
-    const DO: usize,
-    const DE: usize,
+    C: Capacities,
     const M: usize,
     const R: usize,
 >(
-    core: &mut Iommu<D, H, DO, DE>,
+    core: &mut Iommu<D, H, C>,
     ioas: &mut Ioas<M, R>,
     hwpt: DomainId,
 ) -> Result<(), Error> {
@@ -484,8 +484,8 @@ pub fn free_hwpt_paging<
 /// Allocate a nested HWPT on `parent` (a paging HWPT allocated with
 /// [`PagingFlags::NEST_PARENT`]) from untrusted user data in the driver's
 /// format `data_type` (iommufd's `enum iommu_hwpt_data_type`).
-pub fn alloc_hwpt_nested<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
-    core: &mut Iommu<D, H, DO, DE>,
+pub fn alloc_hwpt_nested<D: IommuDriver, H: Hal + Clone, C: Capacities>(
+    core: &mut Iommu<D, H, C>,
     dev: DeviceId,
     parent: DomainId,
     data_type: u32,
@@ -496,8 +496,8 @@ pub fn alloc_hwpt_nested<D: IommuDriver, H: Hal + Clone, const DO: usize, const 
 
 /// Apply a user invalidation array to a nested HWPT (see
 /// [`Iommu::invalidate_user`]).
-pub fn invalidate_user<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
-    core: &mut Iommu<D, H, DO, DE>,
+pub fn invalidate_user<D: IommuDriver, H: Hal + Clone, C: Capacities>(
+    core: &mut Iommu<D, H, C>,
     hwpt: DomainId,
     data_type: u32,
     data: &[u8],
@@ -508,8 +508,8 @@ pub fn invalidate_user<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE
 }
 
 /// The raw capability registers of the IOMMU translating `dev`.
-pub fn hw_info<D: IommuDriver, H: Hal + Clone, const DO: usize, const DE: usize>(
-    core: &Iommu<D, H, DO, DE>,
+pub fn hw_info<D: IommuDriver, H: Hal + Clone, C: Capacities>(
+    core: &Iommu<D, H, C>,
     dev: DeviceId,
 ) -> Result<HwInfo, Error> {
     core.hw_info(dev)

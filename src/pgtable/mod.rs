@@ -1,4 +1,5 @@
-//! One page-table engine, four hardware formats.
+//! One page-table engine, four hardware formats (VT-d second level and
+//! x86-64 with the `vtd` feature, Arm stage 1 and stage 2 with `smmuv3`).
 //!
 //! [`PageTable`] walks and edits radix tables of 512-entry, 4 KiB pages; a
 //! [`Format`] describes one hardware's entries as data (levels, which levels
@@ -34,16 +35,24 @@
 //! except in the bits hardware ignores in table entries, where the engine
 //! keeps each table's count of valid entries ([`Format::count_shift`]).
 
+#[cfg(feature = "smmuv3")]
 mod arm;
 mod gather;
 mod map;
+mod table;
 mod unmap;
+#[cfg(feature = "vtd")]
 mod vtd_sl;
+#[cfg(feature = "vtd")]
 mod x86_64;
 
+#[cfg(feature = "smmuv3")]
 pub use arm::{ArmS1, ArmS2, MairIndices};
 pub use gather::Gather;
-pub use vtd_sl::VtdSl;
+pub use table::{AnyFormat, AnyTable, IoTable, TableFormat};
+#[cfg(feature = "vtd")]
+pub use vtd_sl::{LargePages, VtdSl};
+#[cfg(feature = "vtd")]
 pub use x86_64::X86_64;
 
 use core::sync::atomic::{AtomicU64, Ordering, fence};
@@ -400,5 +409,5 @@ impl<F: Format, H: Hal> Drop for PageTable<F, H> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "vtd"))]
 mod smoke;

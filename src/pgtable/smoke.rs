@@ -2,7 +2,6 @@
 
 extern crate std;
 use super::*;
-use crate::drivers::vtd::regs::LargePages;
 use core::cell::{Cell, RefCell};
 use std::vec::Vec;
 

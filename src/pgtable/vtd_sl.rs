@@ -2,8 +2,19 @@
 //! Paging Entries"; the same layout serves legacy and scalable mode).
 
 use super::{Format, Prot, Pte};
-use crate::drivers::vtd::regs::LargePages;
 use crate::error::Error;
+
+bitflags::bitflags! {
+    /// Large page sizes a VT-d unit's second-level tables may use
+    /// (CAP.SLLPS).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct LargePages: u8 {
+        /// 2 MiB.
+        const SIZE_2M = 1 << 0;
+        /// 1 GiB.
+        const SIZE_1G = 1 << 1;
+    }
+}
 
 /// Read (bit 0).
 const R: u64 = 1 << 0;

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use iommu::core::{
-    CacheTag, DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault, FaultResponder,
-    HW_INFO_TYPE_NONE, HwInfo, InvalidateOutcome, Iommu, IommuDriver, PagingFormat, Response,
+    CacheTag, Caps, DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault,
+    FaultResponder, HW_INFO_TYPE_NONE, HwInfo, InvalidateOutcome, Iommu, IommuDriver, Response,
     TagInvalidate, UserArray, UserData, VirtualIds,
 };
 use iommu::drivers::smmuv3::user::{
@@ -17,7 +17,7 @@ use iommu::drivers::vtd::regs::LargePages;
 use iommu::drivers::vtd::user::{
     self as vtd_user, HWPT_DATA_VTD_S1, INVALIDATE_DATA_VTD_S1, VtdS1, VtdS1Caps, VtdS1Inv,
 };
-use iommu::pgtable::VtdSl;
+use iommu::pgtable::{AnyFormat, VtdSl};
 use iommu::{Error, Object};
 
 use super::TestHal;
@@ -83,7 +83,7 @@ pub enum Seen {
 }
 
 impl Seen {
-    pub fn of(d: &DomainDesc<'_, MockDomain>) -> Self {
+    pub fn of(d: &DomainDesc<'_, MockDomain, AnyFormat>) -> Self {
         match *d {
             DomainDesc::Blocked => Seen::Blocked,
             DomainDesc::Identity => Seen::Identity,
@@ -222,7 +222,7 @@ pub struct Mock<'a> {
     /// Nesting capabilities offered.
     pub nested: Option<NestedCaps>,
     /// Table format given to paging domains.
-    pub format: PagingFormat,
+    pub format: AnyFormat,
     /// Caching mode.
     pub flush_on_map: bool,
 }
@@ -252,7 +252,7 @@ impl<'a> Mock<'a> {
             flushing: false,
             pending: BTreeMap::new(),
             nested: None,
-            format: PagingFormat::VtdSl(VtdSl::new(48, LargePages::all()).unwrap()),
+            format: AnyFormat::VtdSl(VtdSl::new(48, LargePages::all()).unwrap()),
             flush_on_map: false,
         }
     }
@@ -404,6 +404,7 @@ impl FaultResponder for Mock<'_> {
 
 impl IommuDriver for Mock<'_> {
     type DomainData = MockDomain;
+    type Format = AnyFormat;
 
     fn probe(&mut self, instance: u16) -> Result<HwInfo, Error> {
         self.known(instance)?;
@@ -432,8 +433,8 @@ impl IommuDriver for Mock<'_> {
     fn domain_alloc(
         &mut self,
         dev: &DeviceInfo,
-        req: &DomainRequest<'_, MockDomain>,
-    ) -> Result<DomainHw<MockDomain>, Error> {
+        req: &DomainRequest<'_, MockDomain, AnyFormat>,
+    ) -> Result<DomainHw<MockDomain, AnyFormat>, Error> {
         let instance = dev.dev.instance;
         self.known(instance)?;
         // What a real driver checks before it takes anything.
@@ -471,7 +472,7 @@ impl IommuDriver for Mock<'_> {
         Ok(hw)
     }
 
-    fn domain_free(&mut self, instance: u16, hw: &DomainHw<MockDomain>) {
+    fn domain_free(&mut self, instance: u16, hw: &DomainHw<MockDomain, AnyFormat>) {
         self.record(Call::Free {
             instance,
             tag: hw.tag,
@@ -487,8 +488,8 @@ impl IommuDriver for Mock<'_> {
         &mut self,
         dev: &DeviceInfo,
         pasid: Option<u32>,
-        new: &DomainDesc<'_, MockDomain>,
-        old: &DomainDesc<'_, MockDomain>,
+        new: &DomainDesc<'_, MockDomain, AnyFormat>,
+        old: &DomainDesc<'_, MockDomain, AnyFormat>,
     ) -> Result<(), Error> {
         let instance = dev.dev.instance;
         self.known(instance)?;
@@ -519,7 +520,7 @@ impl IommuDriver for Mock<'_> {
         &mut self,
         dev: &DeviceInfo,
         pasid: u32,
-        old: &DomainDesc<'_, MockDomain>,
+        old: &DomainDesc<'_, MockDomain, AnyFormat>,
     ) -> Result<(), Error> {
         let instance = dev.dev.instance;
         self.known(instance)?;
@@ -545,7 +546,7 @@ impl IommuDriver for Mock<'_> {
 
     fn invalidate_user(
         &mut self,
-        domain: &DomainDesc<'_, MockDomain>,
+        domain: &DomainDesc<'_, MockDomain, AnyFormat>,
         array: &UserArray<'_>,
         ids: &dyn VirtualIds,
     ) -> InvalidateOutcome {
@@ -641,7 +642,48 @@ impl Mock<'_> {
     }
 }
 
-// ----- fixtures shared by the core tests -------------------------------------
+// ----- fixtures shared by the core tests
+
+/// The capacities the core tests were written for: `D` domains, `V`
+/// devices, the whole PASID space, and the rest as below.
+pub type TestCaps<const D: usize, const V: usize> = Caps<
+    D,
+    V,
+    16384,
+    INSTANCES,
+    SPACES,
+    BONDS,
+    TAGS_PER_DOMAIN,
+    PASIDS_PER_DEVICE,
+    FAULTS,
+    FAULT_OBJECTS,
+    OBJECT_GROUPS,
+    GROUP_FAULTS,
+    SPACE_DOMAINS,
+    UNFLUSHED,
+>;
+/// IOMMU instances.
+pub const INSTANCES: usize = 8;
+/// Address spaces.
+pub const SPACES: usize = 16;
+/// Bonds.
+pub const BONDS: usize = 64;
+/// Cache tags per domain.
+pub const TAGS_PER_DOMAIN: usize = 16;
+/// PASID attachments per device.
+pub const PASIDS_PER_DEVICE: usize = 16;
+/// Queued faults.
+pub const FAULTS: usize = 64;
+/// Fault objects.
+pub const FAULT_OBJECTS: usize = 4;
+/// Groups per fault object.
+pub const OBJECT_GROUPS: usize = 16;
+/// Faults per group in a fault object.
+pub const GROUP_FAULTS: usize = 8;
+/// SVA domains per address space.
+pub const SPACE_DOMAINS: usize = 4;
+/// Unflushed attachments.
+pub const UNFLUSHED: usize = 8;
 
 /// A boxed core over `mock` with every instance of the mock added and
 /// `devices` (device, PASID bits, ATS) registered; the setup calls stay
@@ -650,7 +692,7 @@ pub fn core_over<'a, const D: usize, const V: usize>(
     pool: &'a TestHal,
     mock: Mock<'a>,
     devices: &[(DeviceId, u8, bool)],
-) -> Box<Iommu<Mock<'a>, &'a TestHal, D, V>> {
+) -> Box<Iommu<Mock<'a>, &'a TestHal, TestCaps<D, V>>> {
     let instances = mock.instances;
     let mut c = Box::new(Iommu::new(mock, pool));
     for i in 0..instances {

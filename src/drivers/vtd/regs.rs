@@ -7,6 +7,7 @@
 //! Bit positions live only in the `register_bitfields!` below; the typed
 //! [`Capability`] / [`ExtCapability`] structs are decoded from them.
 
+pub use crate::pgtable::LargePages;
 use tock_registers::LocalRegisterCopy;
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
@@ -314,14 +315,6 @@ bitflags::bitflags! {
         const AW57_5LEVEL = 1 << 3;
     }
 
-    /// Large page sizes (CAP.SLLPS).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct LargePages: u8 {
-        /// 2 MiB.
-        const SIZE_2M = 1 << 0;
-        /// 1 GiB.
-        const SIZE_1G = 1 << 1;
-    }
 }
 
 /// Decoded capability register.
