@@ -243,6 +243,8 @@ pub struct HwInfo {
 /// impl IommuDriver for ToyIommu {
 ///     type DomainData = ();
 ///     type Format = VtdSl;
+///     // It reads no fault records: the core leaves out fault handling.
+///     const REPORTS_FAULTS: bool = false;
 ///
 ///     fn probe(&mut self, instance: u16) -> Result<HwInfo, Error> {
 ///         self.check(instance)?;
@@ -337,6 +339,15 @@ pub trait IommuDriver: TagInvalidate + FaultResponder {
     /// [`Format`]: crate::pgtable::Format
     /// [`AnyFormat`]: crate::pgtable::AnyFormat
     type Format: TableFormat;
+
+    /// Whether the driver reports faults at all ([`drain_faults`] can
+    /// return any). `false` says it never does: the core then compiles out
+    /// its fault handling (draining, grouping, routing, the flush at the end
+    /// of an attachment), which has nothing to do for such a driver. The
+    /// default is `true`.
+    ///
+    /// [`drain_faults`]: Self::drain_faults
+    const REPORTS_FAULTS: bool = true;
 
     /// Read the instance's identification and capabilities and check it can
     /// be driven (a typed error naming what is missing); returns its raw

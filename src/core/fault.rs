@@ -144,6 +144,9 @@ impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
     /// returned after every instance was drained. Returns the number of
     /// groups and events handled.
     pub fn process_faults(&mut self) -> Result<usize, Error> {
+        if !D::REPORTS_FAULTS {
+            return Ok(0);
+        }
         let mut handled = 0;
         let mut first_err = None;
         for k in 0..self.instances.len() {
@@ -236,6 +239,10 @@ impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
     /// the device's faults visible, drain its instance, then forget
     /// everything of it that is still held.
     pub(super) fn settle(&mut self, r: &Retired<C>) -> Result<(), Error> {
+        if !D::REPORTS_FAULTS {
+            // No fault was ever taken: nothing can be pending.
+            return Ok(());
+        }
         let info = self.device(r.dev)?;
         self.driver.flush_faults(&info)?;
         self.drain(r.dev.instance, Some(r))?;

@@ -261,18 +261,25 @@ impl<F: VecStore<Fault>, K: VecStore<GroupKey>> FaultQueue<F, K> {
         while let Some(last) = self.faults.iter().position(|f| f.last) {
             let key = Key::of(&self.faults[last]);
             let kind = self.faults[last].kind;
-            // The group: its parked partials (arrival order) and the last.
-            let mut group = F::EMPTY;
-            if kind == FaultKind::Unrecoverable {
-                let _ = group.push(self.faults.remove(last));
+            // The group (its parked partials in arrival order, and the last)
+            // is moved to the end of the queue and handed over in place: no
+            // copy, so the stack does not grow with the queue's capacity.
+            let moved = if kind == FaultKind::Unrecoverable {
+                let f = self.faults.remove(last);
+                // One was just removed: room for it.
+                let _ = self.faults.push(f);
+                1
             } else {
                 // Every fault before `last` is a partial (it is the first
                 // last-of-group in the queue); take those of this group.
-                let (mut i, mut end) = (0, last);
+                let (mut i, mut end, mut moved) = (0, last, 0);
                 loop {
                     let f = self.faults[i];
                     if Key::of(&f) == key && f.kind == kind {
-                        let _ = group.push(self.faults.remove(i));
+                        let f = self.faults.remove(i);
+                        // One was just removed: room for it.
+                        let _ = self.faults.push(f);
+                        moved += 1;
                         if i == end {
                             break;
                         }
@@ -282,8 +289,13 @@ impl<F: VecStore<Fault>, K: VecStore<GroupKey>> FaultQueue<F, K> {
                         i += 1;
                     }
                 }
+                moved
+            };
+            let start = self.faults.len() - moved;
+            let answer = handler(&self.faults[start..]);
+            for _ in 0..moved {
+                self.faults.pop();
             }
-            let answer = handler(&group);
             handled += 1;
             if let (FaultKind::PageRequest | FaultKind::Stall, Some(answer)) = (kind, answer) {
                 responder.respond(key.instance, key.device, key.pasid, key.group, answer)?;

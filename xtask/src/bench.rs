@@ -6,11 +6,18 @@ use std::process::Command;
 
 use crate::{Result, fail, sh, workspace_root};
 
-/// The benches (`benches/NAME.rs`, `harness = false`) and what they measure.
-pub const BENCHES: &[(&str, &str)] = &[(
-    "pgtable",
-    "page-table map/unmap vs aarch64-paging and x86_64 (ns/op, ratio, targets)",
-)];
+/// The benches and what they measure: `benches/NAME.rs` (`harness = false`)
+/// run by `cargo bench`, except `size`, which xtask runs itself.
+pub const BENCHES: &[(&str, &str)] = &[
+    (
+        "pgtable",
+        "page-table map/unmap vs aarch64-paging and x86_64 (ns/op, ratio, targets)",
+    ),
+    (
+        "size",
+        "the minimal embedder's sections on both targets, the core's size (-- --check)",
+    ),
+];
 
 /// Which benches to run and the arguments for the bench binary.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,6 +67,10 @@ pub fn command(name: &str, args: &[String]) -> Command {
 pub fn run(args: &[String]) -> Result<bool> {
     let plan = parse(args)?;
     for name in plan.names {
+        if name == "size" {
+            crate::size::run(plan.args.iter().any(|a| a == "--check"))?;
+            continue;
+        }
         println!("== bench {name}");
         sh(&mut command(name, &plan.args))?;
     }

@@ -5,7 +5,8 @@
 //! - `run [--profile P]...`: boot machines and print their decoded defmt log.
 //! - `test [--profile P]...`: host tests, then every profile (or those named);
 //!   one line per test and `N passed, M failed` last.
-//! - `bench [NAME] [-- ARGS]`: host benchmarks in release (`pgtable`).
+//! - `bench [NAME] [-- ARGS]`: host benchmarks in release (`pgtable`) and the
+//!   embedder's cost on both bare-metal targets (`size`).
 //!
 //! Options for run/test: `--profile NAME` (repeatable), `--qemu-arg ARG`
 //! (repeatable, appended to QEMU's command line), `--timeout SECS` (per QEMU
@@ -17,6 +18,7 @@ mod bench;
 mod profiles;
 mod runner;
 mod setup;
+mod size;
 mod verdict;
 
 use std::path::PathBuf;

@@ -18,6 +18,7 @@ pub mod acpi;
 pub mod cmdline;
 pub mod console;
 pub mod edu;
+pub mod embedding;
 pub mod fdt;
 pub mod harness;
 pub mod pci;

@@ -963,6 +963,7 @@ pub fn all(p: &Platform) -> heapless::Vec<&'static Suite, 8> {
     let _ = v.push(&VTD);
     let _ = v.push(&SMMU);
     let _ = v.push(&EDU);
+    let _ = v.push(&crate::embedding::EMBEDDING);
     if cmdline::get(&p.cmdline, "iommu.selftest").is_some() {
         let _ = v.push(&SELFTEST);
     }
