@@ -56,6 +56,34 @@ fn attach_map_unmap_sync() {
     assert_eq!(pool.counts().live_pages(), 0);
 }
 
+/// A core built in place in heap memory works like one from `new`.
+#[test]
+fn a_core_built_in_place_works() {
+    let pool = TestHal::new(256);
+    let mut slot: Box<core::mem::MaybeUninit<Iommu<Mock, &TestHal, TestCaps<8, 8>>>> =
+        Box::new_uninit();
+    let core = Iommu::init(&mut slot, Mock::new(1).with_pool(&pool), &pool);
+    core.add_instance(0).unwrap();
+    let dev = DeviceId {
+        instance: 0,
+        id: 0x10,
+    };
+    core.register_device(DeviceInfo {
+        dev,
+        pasid_bits: 20,
+        ats: false,
+    })
+    .unwrap();
+    assert_eq!(core.alloc_pasid(dev), Ok(1));
+    let d = core.alloc_paging(dev, PagingFlags::empty()).unwrap();
+    core.attach(dev, d).unwrap();
+    core.detach(dev).unwrap();
+    core.free_domain(d).unwrap();
+    // SAFETY: initialised by `init`; dropped once, here.
+    unsafe { slot.assume_init_drop() };
+    assert_eq!(pool.counts().live_pages(), 0);
+}
+
 mod in_a_static {
     use iommu::core::{
         CacheTag, Caps, DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, FaultResponder,

@@ -48,6 +48,20 @@ pub trait VecStore<T>: Deref<Target = [T]> + DerefMut {
     fn is_full(&self) -> bool {
         self.len() == Self::CAPACITY
     }
+
+    /// Write an empty vector at `at` without building one on the stack.
+    ///
+    /// # Safety
+    /// `at` is valid for writes and aligned; what it held is overwritten
+    /// without being dropped.
+    unsafe fn init_at(at: *mut Self)
+    where
+        Self: Sized,
+    {
+        // SAFETY: the caller's promise. The empty value is a constant: its
+        // buffer is uninitialised, so only the length is written.
+        unsafe { at.write(Self::EMPTY) }
+    }
 }
 
 impl<T, const N: usize> VecStore<T> for heapless::Vec<T, N> {
@@ -79,10 +93,29 @@ impl<T, const N: usize> VecStore<T> for heapless::Vec<T, N> {
 pub trait ArrayStore<T>: AsRef<[T]> + AsMut<[T]> {
     /// Every element empty.
     const EMPTY: Self;
+
+    /// Write every element empty at `at`, one element at a time (never the
+    /// whole array on the stack).
+    ///
+    /// # Safety
+    /// `at` is valid for writes and aligned; what it held is overwritten
+    /// without being dropped.
+    unsafe fn init_at(at: *mut Self)
+    where
+        Self: Sized;
 }
 
 impl<T: ConstEmpty, const N: usize> ArrayStore<T> for [T; N] {
     const EMPTY: Self = [T::EMPTY; N];
+
+    unsafe fn init_at(at: *mut Self) {
+        let first = at.cast::<T>();
+        for i in 0..N {
+            // SAFETY: `[T; N]` is `N` consecutive `T`s at `at`, which the
+            // caller says is valid for writes.
+            unsafe { first.add(i).write(T::EMPTY) };
+        }
+    }
 }
 
 /// The sizes of the core's tables. [`Caps`] implements it from const

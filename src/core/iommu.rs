@@ -327,6 +327,38 @@ impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
         }
     }
 
+    /// Build a core in place, in memory the embedder provides (a heap block,
+    /// a region it reserved), field by field: unlike `Box::new(Iommu::new(..))`,
+    /// no stack frame holds the whole object, whatever its capacities. Returns
+    /// the initialised core; whatever `slot` held is overwritten. (A core in a
+    /// `static` needs none of this: [`new`](Self::new) is evaluated at compile
+    /// time.)
+    pub fn init(slot: &mut core::mem::MaybeUninit<Self>, driver: D, hal: H) -> &mut Self {
+        use core::ptr::addr_of_mut;
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` points to `slot`, valid for writes and aligned for
+        // `Self`; every field is written once below (the tables element by
+        // element), so the value is fully initialised before `assume_init_mut`.
+        unsafe {
+            addr_of_mut!((*p).driver).write(driver);
+            addr_of_mut!((*p).hal).write(hal);
+            VecStore::init_at(addr_of_mut!((*p).instances));
+            PasidAllocator::init_at(addr_of_mut!((*p).pasids));
+            VecStore::init_at(addr_of_mut!((*p).devices));
+            ArrayStore::init_at(addr_of_mut!((*p).slots));
+            ArrayStore::init_at(addr_of_mut!((*p).spaces));
+            ArrayStore::init_at(addr_of_mut!((*p).bonds));
+            FaultQueue::init_at(addr_of_mut!((*p).faults));
+            ArrayStore::init_at(addr_of_mut!((*p).objects));
+            addr_of_mut!((*p).last_cookie).write(0);
+            addr_of_mut!((*p).dropped_events).write(0);
+            VecStore::init_at(addr_of_mut!((*p).unflushed));
+            VecStore::init_at(addr_of_mut!((*p).deferred));
+            addr_of_mut!((*p).tearing).write(Cell::Empty);
+            slot.assume_init_mut()
+        }
+    }
+
     /// The driver.
     pub fn driver(&self) -> &D {
         &self.driver

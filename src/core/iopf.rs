@@ -161,6 +161,19 @@ impl<F: VecStore<Fault>, K: VecStore<GroupKey>> FaultQueue<F, K> {
         }
     }
 
+    /// Write an empty queue at `at` without building one on the stack.
+    ///
+    /// # Safety
+    /// `at` is valid for writes and aligned; what it held is overwritten
+    /// without being dropped.
+    pub unsafe fn init_at(at: *mut Self) {
+        // SAFETY: fields of the place the caller vouches for.
+        unsafe {
+            F::init_at(core::ptr::addr_of_mut!((*at).faults));
+            K::init_at(core::ptr::addr_of_mut!((*at).failed));
+        }
+    }
+
     /// Faults held (parked partials and complete groups).
     pub fn len(&self) -> usize {
         self.faults.len()

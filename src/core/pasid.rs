@@ -71,6 +71,19 @@ impl<W: ArrayStore<u64>> PasidAllocator<W> {
         }
     }
 
+    /// Write an allocator with only PASID 0 taken at `at`, a word at a time.
+    ///
+    /// # Safety
+    /// `at` is valid for writes and aligned; what it held is overwritten
+    /// without being dropped.
+    pub unsafe fn init_at(at: *mut Self) {
+        // SAFETY: fields of the place the caller vouches for.
+        unsafe {
+            W::init_at(core::ptr::addr_of_mut!((*at).words));
+            core::ptr::addr_of_mut!((*at).used).write(0);
+        }
+    }
+
     /// One past the largest PASID it can hand out (at most 2^20).
     pub fn limit(&self) -> u32 {
         (self.words.as_ref().len() as u64 * 64).min(PASID_LIMIT as u64) as u32

@@ -490,6 +490,46 @@ fn core_calls(_: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// A big core (64 domains, 64 devices, the whole PASID space: about 160 KiB)
+/// built at run time in memory reserved for it.
+type BigCore = Iommu<Tour, StaticHal, Caps<64, 64, 16384>>;
+
+struct BigSlot(core::cell::UnsafeCell<core::mem::MaybeUninit<BigCore>>);
+
+// SAFETY: only the single-threaded embedding suite touches it, once.
+unsafe impl Sync for BigSlot {}
+
+static BIG: BigSlot = BigSlot(core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()));
+
+fn init_in_place(_: &Ctx) -> TestResult {
+    // SAFETY: the suite runs once, single-threaded: no other reference to
+    // `BIG` exists.
+    let slot = unsafe { &mut *BIG.0.get() };
+    let (pasids, bytes) = depth(|| {
+        let core = Iommu::init(slot, Tour::new(), StaticHal);
+        core.pasids().limit()
+    });
+    defmt::println!(
+        "stack: Iommu::init of a {=usize}-byte core: {=usize} bytes",
+        core::mem::size_of::<BigCore>(),
+        bytes
+    );
+    check_eq!(pasids, 1 << 20, "the whole PASID space");
+    check!(bytes <= STACK_BOUND, "init needs {} bytes of stack", bytes);
+    // SAFETY: initialised just above.
+    let core = unsafe { slot.assume_init_mut() };
+    tryx!(core.add_instance(0), "add_instance on the built core");
+    let dev = DeviceId { instance: 0, id: 1 };
+    let info = DeviceInfo {
+        dev,
+        pasid_bits: 20,
+        ats: false,
+    };
+    tryx!(core.register_device(info), "register");
+    check_eq!(core.alloc_pasid(dev), Ok(1), "the first PASID");
+    Ok(())
+}
+
 fn readme_example(_: &Ctx) -> TestResult {
     let (r, bytes) = depth(iommu_minimal::run);
     defmt::println!("stack: the README example (run): {=usize} bytes", bytes);
@@ -522,6 +562,10 @@ pub static EMBEDDING: Suite = Suite {
         Test {
             name: "core_calls_stack_depth",
             run: core_calls,
+        },
+        Test {
+            name: "init_in_place_stack_depth",
+            run: init_in_place,
         },
     ],
 };
