@@ -273,22 +273,3 @@ pub fn run() -> Result<u64, Error> {
         .map(PhysAddr::get)
         .ok_or(Error::NotMapped { iova: 0x1000 })
 }
-
-#[cfg(test)]
-mod tests {
-    extern crate std;
-
-    /// The example does what the README says, and leaves the core and the
-    /// pool as it found them.
-    #[test]
-    fn the_example_maps_attaches_and_cleans_up() {
-        assert_eq!(super::run(), Ok(0x8000_0000));
-        assert_eq!(*super::USED.lock(), 0, "every table page went back");
-        let core = super::CORE.lock();
-        assert_eq!(core.driver().roots[super::DEV.id as usize], 0, "detached");
-        assert!(
-            core.driver().invalidations >= 1,
-            "the unmap was invalidated"
-        );
-    }
-}
