@@ -5,14 +5,21 @@
 #[test]
 fn the_example_maps_attaches_and_cleans_up() {
     assert_eq!(iommu_minimal::run(), Ok(0x8000_0000));
-    assert_eq!(iommu_minimal::pool_pages_in_use(), 0, "every table page went back");
+    assert_eq!(
+        iommu_minimal::pool_pages_in_use(),
+        0,
+        "every table page went back"
+    );
     let core = iommu_minimal::CORE.lock();
     assert_eq!(
         core.driver().roots[iommu_minimal::DEV.id as usize],
         0,
         "detached"
     );
-    assert!(core.driver().invalidations >= 1, "the unmap was invalidated");
+    assert!(
+        core.driver().invalidations >= 1,
+        "the unmap was invalidated"
+    );
 }
 
 /// The README's embedding example is this crate's `src/lib.rs`, verbatim:
