@@ -145,6 +145,10 @@ unsafe impl Hal for Pool {
         self.free(phys.0, count)
     }
 
+    fn now_ns(&self) -> u64 {
+        0
+    }
+
     #[inline]
     fn phys_to_virt(&self, phys: Phys) -> *mut u8 {
         self.virt(phys.0)

@@ -44,6 +44,12 @@ pub unsafe trait Hal {
     /// The CPU's address for physical memory the crate allocated.
     fn phys_to_virt(&self, phys: PhysAddr) -> *mut u8;
 
+    /// Monotonic time in nanoseconds, from any origin: what the drivers time
+    /// their hardware waits against (a queue's completion, a register's
+    /// acknowledgement). It must keep advancing, or a wait for a stuck unit
+    /// never ends.
+    fn now_ns(&self) -> u64;
+
     /// Make CPU writes to `[virt, virt + len)` visible to a non-coherent table
     /// walker (clean the data cache to the point of coherency). Called after
     /// every batch of table-entry writes. The default does nothing, which is
@@ -64,6 +70,9 @@ unsafe impl<T: Hal + ?Sized> Hal for &T {
     }
     fn phys_to_virt(&self, phys: PhysAddr) -> *mut u8 {
         (**self).phys_to_virt(phys)
+    }
+    fn now_ns(&self) -> u64 {
+        (**self).now_ns()
     }
     fn flush_dcache(&self, virt: *const u8, len: usize) {
         (**self).flush_dcache(virt, len)

@@ -1355,6 +1355,7 @@ fn blank_fault() -> iommu::core::Fault {
         group: 0,
         last: true,
         kind: iommu::core::FaultKind::Unrecoverable,
+        reason: 0,
     }
 }
 

@@ -32,6 +32,7 @@ fn pr(device: u32, pasid: u32, group: u16, addr: u64, last: bool) -> Fault {
         group,
         last,
         kind: FaultKind::PageRequest,
+        reason: 0,
     }
 }
 

@@ -77,6 +77,7 @@ fn pr(d: DeviceId, pasid: Option<u32>, group: u16, addr: u64, last: bool) -> Fau
         group,
         last,
         kind: FaultKind::PageRequest,
+        reason: 0,
     }
 }
 

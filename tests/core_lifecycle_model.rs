@@ -333,6 +333,7 @@ impl World<'_> {
             group,
             last,
             kind,
+            reason: 0,
         };
         let inj = Injected {
             dev,

@@ -306,6 +306,9 @@ pub struct HwInfo {
 ///     fn phys_to_virt(&self, phys: PhysAddr) -> *mut u8 {
 ///         phys.get() as *mut u8
 ///     }
+///     fn now_ns(&self) -> u64 {
+///         std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_nanos() as u64)
+///     }
 /// }
 ///
 /// let toy = ToyIommu { roots: [0; 256], next_tag: 0, flushes: 0 };

@@ -58,6 +58,10 @@ pub struct Fault {
     pub last: bool,
     /// Kind.
     pub kind: FaultKind,
+    /// What the hardware said went wrong, in its own numbering: the VT-d
+    /// fault reason (FR), the SMMUv3 event ID; 0 for page requests and
+    /// stalls.
+    pub reason: u16,
 }
 
 impl Fault {
@@ -72,6 +76,7 @@ impl Fault {
         group: 0,
         last: true,
         kind: FaultKind::Unrecoverable,
+        reason: 0,
     };
 }
 

@@ -38,6 +38,9 @@ unsafe impl Hal for Pool {
             .push(((phys.0 - BASE) / PAGE_SIZE) as usize);
         self.live.set(self.live.get() - 1);
     }
+    fn now_ns(&self) -> u64 {
+        0
+    }
     fn phys_to_virt(&self, phys: PhysAddr) -> *mut u8 {
         let i = ((phys.0 - BASE) / PAGE_SIZE) as usize;
         self.mem.borrow_mut()[i].as_mut_ptr() as *mut u8

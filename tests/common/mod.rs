@@ -27,6 +27,13 @@ unsafe impl Hal for TestHal {
     fn phys_to_virt(&self, phys: PhysAddr) -> *mut u8 {
         self.virt(phys.0)
     }
+    fn now_ns(&self) -> u64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_nanos() as u64
+    }
     fn flush_dcache(&self, virt: *const u8, len: usize) {
         self.flush(virt, len)
     }

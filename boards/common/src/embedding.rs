@@ -246,6 +246,7 @@ fn fault(dev: DeviceId, pasid: Option<u32>, group: u16, last: bool, kind: FaultK
         group,
         last,
         kind,
+        reason: 0,
     }
 }
 

@@ -72,7 +72,15 @@ unsafe impl Hal for StaticHal {
     fn phys_to_virt(&self, phys: PhysAddr) -> *mut u8 {
         phys.get() as *mut u8
     }
+
+    fn now_ns(&self) -> u64 {
+        // A firmware reads its timer here (TSC, generic timer, HPET); this
+        // driver never waits, so a tick per call is enough.
+        TICKS.fetch_add(1_000, core::sync::atomic::Ordering::Relaxed)
+    }
 }
+
+static TICKS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 // ---- 2. A paging-only driver ---------------------------------------------
 
