@@ -13,7 +13,7 @@ use crate::pgtable::TableFormat;
 
 use super::iopf::{Fault, FaultResponder};
 use super::sva::AddressSpace;
-use super::tags::TagInvalidate;
+use super::tags::{TagInvalidate, TagView};
 use super::user::{InvalidateOutcome, UserArray, UserData, VirtualIds};
 
 /// A device as the core knows it: which IOMMU instance translates it and
@@ -427,10 +427,11 @@ pub trait IommuDriver: TagInvalidate + FaultResponder {
     fn invalidate_user(
         &mut self,
         domain: &DomainDesc<'_, Self::DomainData, Self::Format>,
+        tags: TagView<'_>,
         array: &UserArray<'_>,
         ids: &dyn VirtualIds,
     ) -> InvalidateOutcome {
-        let _ = (domain, ids);
+        let _ = (domain, tags, ids);
         InvalidateOutcome {
             handled: 0,
             error: (array.count > 0).then_some((

@@ -35,5 +35,5 @@ pub use iopf::{
 };
 pub use pasid::{Pasid, PasidAllocator};
 pub use sva::{AddressSpace, BondId, BondInfo, CpuFormat, SpaceId};
-pub use tags::{CacheTag, CacheTags, FixedCacheTags, TagInvalidate, TagKind};
+pub use tags::{CacheTag, CacheTags, FixedCacheTags, TagInvalidate, TagKind, TagView};
 pub use user::{InvalidateOutcome, UserArray, UserData, VirtualIds};

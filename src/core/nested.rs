@@ -142,7 +142,8 @@ impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
             entry_len,
             count,
         };
-        let mut outcome = self.driver.invalidate_user(&desc, &array, &guest);
+        let tags = d.tags.view();
+        let mut outcome = self.driver.invalidate_user(&desc, tags, &array, &guest);
         if outcome.handled > 0 {
             if let Err(e) = self.driver.wait(instance) {
                 if outcome.error.is_none() {

@@ -97,6 +97,13 @@ impl<V: VecStore<(CacheTag, u32)>> CacheTags<V> {
         self.entries.iter().map(|(t, _)| t)
     }
 
+    /// The tags, to lend to a driver.
+    pub fn view(&self) -> TagView<'_> {
+        TagView {
+            entries: &self.entries,
+        }
+    }
+
     /// Number of distinct tags.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -105,6 +112,24 @@ impl<V: VecStore<(CacheTag, u32)>> CacheTags<V> {
     /// Whether no tag is recorded.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// The cache tags of one domain, lent to a driver: a user invalidation of
+/// a nested domain reaches every PASID and device the domain is attached
+/// at.
+#[derive(Clone, Copy, Debug)]
+pub struct TagView<'a> {
+    entries: &'a [(CacheTag, u32)],
+}
+
+impl<'a> TagView<'a> {
+    /// A view of no tags.
+    pub const EMPTY: TagView<'static> = TagView { entries: &[] };
+
+    /// The distinct tags.
+    pub fn iter(&self) -> impl Iterator<Item = &'a CacheTag> + Clone + use<'a> {
+        self.entries.iter().map(|(t, _)| t)
     }
 }
 

@@ -49,7 +49,7 @@ mod x86_64;
 #[cfg(feature = "smmuv3")]
 pub use arm::{ArmS1, ArmS2, MairIndices};
 pub use gather::Gather;
-pub use table::{AnyFormat, AnyTable, IoTable, TableFormat};
+pub use table::{AnyFormat, AnyTable, Either, EitherTable, IoTable, TableFormat};
 #[cfg(feature = "vtd")]
 pub use vtd_sl::{LargePages, VtdSl};
 #[cfg(feature = "vtd")]

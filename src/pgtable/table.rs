@@ -156,3 +156,59 @@ impl TableFormat for AnyFormat {
         })
     }
 }
+
+/// One of two formats, chosen when a domain is allocated: a driver whose
+/// hardware offers exactly two (VT-d: second level or first level) names
+/// them, and only those two are compiled in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Either<A, B> {
+    /// The first format.
+    A(A),
+    /// The second format.
+    B(B),
+}
+
+/// A table of an [`Either`] format.
+pub enum EitherTable<A, B> {
+    /// Of the first format.
+    A(A),
+    /// Of the second format.
+    B(B),
+}
+
+impl<A: IoTable, B: IoTable> IoTable for EitherTable<A, B> {
+    fn root_phys(&self) -> PhysAddr {
+        match self {
+            EitherTable::A(t) => t.root_phys(),
+            EitherTable::B(t) => t.root_phys(),
+        }
+    }
+    fn map(&mut self, iova: Iova, paddr: PhysAddr, len: u64, prot: Prot) -> Result<(), Error> {
+        match self {
+            EitherTable::A(t) => t.map(iova, paddr, len, prot),
+            EitherTable::B(t) => t.map(iova, paddr, len, prot),
+        }
+    }
+    fn unmap(&mut self, iova: Iova, len: u64, gather: &mut Gather) -> Result<(), Error> {
+        match self {
+            EitherTable::A(t) => t.unmap(iova, len, gather),
+            EitherTable::B(t) => t.unmap(iova, len, gather),
+        }
+    }
+    fn iova_to_phys(&self, iova: Iova) -> Option<PhysAddr> {
+        match self {
+            EitherTable::A(t) => t.iova_to_phys(iova),
+            EitherTable::B(t) => t.iova_to_phys(iova),
+        }
+    }
+}
+
+impl<A: TableFormat, B: TableFormat> TableFormat for Either<A, B> {
+    type Table<H: Hal> = EitherTable<A::Table<H>, B::Table<H>>;
+    fn build<H: Hal>(self, hal: H) -> Result<Self::Table<H>, Error> {
+        Ok(match self {
+            Either::A(f) => EitherTable::A(f.build(hal)?),
+            Either::B(f) => EitherTable::B(f.build(hal)?),
+        })
+    }
+}

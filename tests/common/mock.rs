@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use iommu::core::{
     CacheTag, Caps, DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault,
     FaultResponder, HW_INFO_TYPE_NONE, HwInfo, InvalidateOutcome, Iommu, IommuDriver, Response,
-    TagInvalidate, UserArray, UserData, VirtualIds,
+    TagInvalidate, TagView, UserArray, UserData, VirtualIds,
 };
 use iommu::drivers::smmuv3::user::{
     self as smmu_user, HWPT_DATA_ARM_SMMUV3, INVALIDATE_DATA_ARM_SMMUV3, SmmuV3Inv, SmmuV3Ste,
@@ -547,6 +547,7 @@ impl IommuDriver for Mock<'_> {
     fn invalidate_user(
         &mut self,
         domain: &DomainDesc<'_, MockDomain, AnyFormat>,
+        _tags: TagView<'_>,
         array: &UserArray<'_>,
         ids: &dyn VirtualIds,
     ) -> InvalidateOutcome {

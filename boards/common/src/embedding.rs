@@ -11,7 +11,7 @@ use iommu::core::{
     Access, AddressSpace, CacheTag, Caps, CpuFormat, DeviceId, DeviceInfo, DomainDesc, DomainHw,
     DomainId, DomainRequest, Fault, FaultHandler, FaultKind, FaultResponder, FaultTarget,
     HW_INFO_TYPE_NONE, HwInfo, InvalidateOutcome, Iommu, IommuDriver, PagingFlags, Response,
-    TagInvalidate, UserArray, UserFault, VirtualIds,
+    TagInvalidate, TagView, UserArray, UserFault, VirtualIds,
 };
 use iommu::drivers::vtd::user::{self as vtd_user, HWPT_DATA_VTD_S1, INVALIDATE_DATA_VTD_S1};
 use iommu::iommufd::Ioas;
@@ -191,6 +191,7 @@ impl IommuDriver for Tour {
     fn invalidate_user(
         &mut self,
         _: &DomainDesc<'_, (), AnyFormat>,
+        _: TagView<'_>,
         array: &UserArray<'_>,
         _: &dyn VirtualIds,
     ) -> InvalidateOutcome {

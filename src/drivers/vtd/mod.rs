@@ -1,6 +1,18 @@
 //! Intel VT-d (Virtualization Technology for Directed I/O).
 
+pub mod context;
+pub mod desc;
+pub mod driver;
+pub mod fault;
+pub mod pasid_entry;
+pub mod prq;
+pub mod psi;
+pub mod qi;
+pub mod records;
 pub mod regs;
+pub mod root;
+pub mod tables;
+pub mod unit;
 pub mod user;
 
 use core::ptr::NonNull;
