@@ -10,7 +10,7 @@
 //!
 //! Options for run/test: `--profile NAME` (repeatable), `--qemu-arg ARG`
 //! (repeatable, appended to QEMU's command line), `--timeout SECS` (per QEMU
-//! run, default 180), `--memory SIZE` (default 256M), `--edus N` (default 2),
+//! run, default 180), `--memory SIZE` (default 256M), `--edus N` (default 3),
 //! `--no-host` (test: skip host tests). `IOMMU_SELFTEST=fail|panic|hang` makes
 //! the target add a deliberately broken test, to prove the harness catches it.
 
@@ -69,7 +69,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         qemu_args: vec![],
         timeout: 180,
         memory: "256M".into(),
-        edus: 2,
+        edus: 3,
         host: true,
     };
     let mut it = args.iter();

@@ -125,7 +125,7 @@ pub const PROFILES: &[Profile] = &[
             "-machine",
             "q35",
             "-device",
-            "intel-iommu,x-scalable-mode=on",
+            "intel-iommu,x-scalable-mode=on,x-pasid-mode=on",
         ],
     },
     Profile {
@@ -136,7 +136,29 @@ pub const PROFILES: &[Profile] = &[
             "-machine",
             "q35",
             "-device",
-            "intel-iommu,x-scalable-mode=on,x-flts=on,aw-bits=48",
+            "intel-iommu,x-scalable-mode=on,x-flts=on,x-pasid-mode=on,aw-bits=48",
+        ],
+    },
+    Profile {
+        name: "q35-legacy-aw39-cm",
+        board: Board::Q35,
+        what: "q35-legacy with a 39-bit address width and caching mode",
+        args: &[
+            "-machine",
+            "q35",
+            "-device",
+            "intel-iommu,aw-bits=39,caching-mode=on",
+        ],
+    },
+    Profile {
+        name: "q35-scalable-aw39-cm",
+        board: Board::Q35,
+        what: "q35-scalable with a 39-bit address width and caching mode",
+        args: &[
+            "-machine",
+            "q35",
+            "-device",
+            "intel-iommu,x-scalable-mode=on,x-pasid-mode=on,aw-bits=39,caching-mode=on",
         ],
     },
     Profile {

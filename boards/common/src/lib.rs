@@ -23,7 +23,12 @@ pub mod fdt;
 pub mod harness;
 pub mod pci;
 pub mod platform;
+pub mod pool;
 pub mod suites;
+pub mod vtd_dma;
+pub mod vtd_env;
+pub mod vtd_isolation;
+pub mod vtd_walk;
 
 /// What the board provides to the shared code besides the [`platform::Platform`].
 #[derive(Clone, Copy)]

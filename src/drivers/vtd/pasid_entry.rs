@@ -142,7 +142,11 @@ pub fn entry(t: Translation, did: u16) -> [u64; WORDS] {
             eafe,
         } => {
             first(&mut e, root, five_level, sre, wpe, eafe);
-            (pgtt::FIRST_LEVEL, 0)
+            // AW is the first level's width too (4 or 5 levels): units
+            // bound the input address by it (QEMU checks canonicality
+            // against it).
+            let width = if five_level { 57 } else { 48 };
+            (pgtt::FIRST_LEVEL, super::context::aw::of(width))
         }
         Translation::Nested {
             first: f,

@@ -8,6 +8,7 @@ use crate::core::Fault;
 use crate::error::Error;
 use crate::hal::{Hal, PAGE_SIZE};
 
+use super::driver::RID_PASID;
 use super::regs::FSTS;
 use super::unit::{Unit, read};
 use super::{desc, fault, prq};
@@ -72,7 +73,13 @@ impl Unit {
                 }
                 let rec = self.record((first + k) % records);
                 let words = [rec.lo.get(), rec.hi.get()];
-                if let Some(f) = fault::decode(self.instance, words) {
+                if let Some(mut f) = fault::decode(self.instance, words) {
+                    if self.scalable && f.pasid == Some(RID_PASID) {
+                        // The requester ID's own requests: scalable mode
+                        // translates them at RID_PASID, and some units
+                        // (QEMU) record that PASID.
+                        f.pasid = None;
+                    }
                     // F is write-1-to-clear; the rest of the word is
                     // read-only.
                     rec.hi.set(fault::F.encode(1));

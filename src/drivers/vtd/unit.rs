@@ -216,6 +216,11 @@ impl Unit {
         Ok(())
     }
 
+    /// Whether translation is on (GSTS.TES).
+    pub fn translation_enabled(&self) -> bool {
+        self.regs().gsts.get() & GCMD::TE::SET.value != 0
+    }
+
     /// Whether second-level tables can be built (legacy mode, or SLTS).
     pub fn second_level(&self) -> bool {
         !self.scalable || self.id.ecap.second_level
@@ -281,12 +286,7 @@ impl Unit {
         r.rtaddr
             .set(root | if self.scalable { RTADDR_SMT } else { 0 });
         self.gcmd(hal, GCMD::SRTP::SET.value, true)?;
-        self.submit(hal, &[desc::context_global()])?;
-        if self.scalable {
-            self.submit(hal, &[desc::pasid_cache_global()])?;
-        }
-        self.submit(hal, &[desc::iotlb_global()])?;
-        self.wait(hal)?;
+        self.invalidate_all(hal)?;
         self.enable_prq(hal)?;
         self.gcmd(hal, GCMD::TE::SET.value, true)
     }
@@ -313,6 +313,30 @@ impl Unit {
         })?;
         // SAFETY: `new`'s contract.
         qi.wait(hal, unsafe { regs.as_ref() })
+    }
+
+    /// Invalidate every cache of the unit: context cache, PASID cache
+    /// (scalable mode), IOTLB; one wait.
+    pub fn invalidate_all<H: Hal>(&mut self, hal: &H) -> Result<(), Error> {
+        self.submit(hal, &[desc::context_global()])?;
+        if self.scalable {
+            self.submit(hal, &[desc::pasid_cache_global()])?;
+        }
+        self.submit(hal, &[desc::iotlb_global()])?;
+        self.wait(hal)
+    }
+
+    /// Queue a wait without making it visible to the unit and poll it for
+    /// `timeout_ns`: it cannot complete, so this reports `Timeout` (the
+    /// wait is submitted with the next one). For tests of the timeout path.
+    #[doc(hidden)]
+    pub fn stalled_wait<H: Hal>(&mut self, hal: &H, timeout_ns: u64) -> Result<(), Error> {
+        let regs = self.regs;
+        let qi = self.qi.as_mut().ok_or(Error::Busy {
+            what: "VT-d unit not enabled",
+        })?;
+        // SAFETY: `new`'s contract.
+        qi.stalled_wait(hal, unsafe { regs.as_ref() }, timeout_ns)
     }
 
     /// Submit everything queued and wait for it, page requests drained.
