@@ -17,7 +17,51 @@ pub const BENCHES: &[(&str, &str)] = &[
         "size",
         "the minimal embedder's sections on both targets, the core's size (-- --check)",
     ),
+    (
+        "invalidate",
+        "on target: descriptors, waits and pages invalidated per unmap+sync, vs Linux's policy",
+    ),
 ];
+
+/// The profiles `bench invalidate` boots: one per way the VT-d driver
+/// invalidates (second level legacy / scalable, first level).
+const INVALIDATE_PROFILES: &[&str] = &["q35-legacy", "q35-scalable", "q35-flts"];
+
+/// `bench invalidate`: boot each profile with `iommu.bench=invalidate` and
+/// print the rows the target measured.
+fn invalidate() -> Result<bool> {
+    let opts = crate::Options {
+        profiles: INVALIDATE_PROFILES.iter().map(|s| s.to_string()).collect(),
+        qemu_args: vec![],
+        timeout: 300,
+        memory: "256M".into(),
+        edus: 1,
+        host: false,
+        cmdline_extra: vec!["iommu.bench=invalidate".into()],
+    };
+    let chosen: Vec<_> = INVALIDATE_PROFILES
+        .iter()
+        .filter_map(|n| crate::profiles::find(n))
+        .collect();
+    let elves = crate::runner::build_for(&chosen)?;
+    println!("== bench invalidate (per unmap + sync; over = pages invalidated / pages unmapped)");
+    let mut ok = true;
+    for p in chosen {
+        let pr =
+            crate::runner::run_profile(p, crate::runner::elf_of(&elves, p.board), &opts, false)?;
+        for row in &pr.rows {
+            println!("{row}");
+        }
+        if !pr.passed() || pr.rows.is_empty() {
+            for problem in &pr.problems {
+                println!("bench invalidate: {}: {problem}", p.name);
+            }
+            println!("bench invalidate: {} did not run to the end", p.name);
+            ok = false;
+        }
+    }
+    Ok(ok)
+}
 
 /// Which benches to run and the arguments for the bench binary.
 #[derive(Debug, PartialEq, Eq)]
@@ -69,6 +113,13 @@ pub fn run(args: &[String]) -> Result<bool> {
     for name in plan.names {
         if name == "size" {
             crate::size::run(plan.args.iter().any(|a| a == "--check"))?;
+            continue;
+        }
+        if name == "invalidate" {
+            crate::ensure_setup()?;
+            if !invalidate()? {
+                return Ok(false);
+            }
             continue;
         }
         println!("== bench {name}");

@@ -61,6 +61,8 @@ pub struct Options {
     pub memory: String,
     pub edus: usize,
     pub host: bool,
+    /// Words added to the target's command line.
+    pub cmdline_extra: Vec<String>,
 }
 
 fn parse_options(args: &[String]) -> Result<Options> {
@@ -71,6 +73,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         memory: "256M".into(),
         edus: 3,
         host: true,
+        cmdline_extra: vec![],
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -132,7 +135,7 @@ fn help() {
     }
 }
 
-fn ensure_setup() -> Result<()> {
+pub fn ensure_setup() -> Result<()> {
     if !setup::ready() {
         println!("xtask: something is missing, running setup");
         setup::setup()?;

@@ -53,6 +53,8 @@ pub fn build(board: Board) -> Result<PathBuf> {
 /// What one QEMU run produced.
 pub struct ProfileRun {
     pub run: Run,
+    /// Benchmark rows the target printed (`@@ROW ...`), without the tag.
+    pub rows: Vec<String>,
     pub problems: Vec<crate::verdict::Problem>,
     pub log_tail: VecDeque<String>,
     pub stderr: String,
@@ -76,8 +78,12 @@ fn count_edus(args: &[String]) -> usize {
 }
 
 /// The kernel command line the target reads its instructions from.
-fn cmdline(profile: &Profile, edus: usize, custom: bool) -> String {
+fn cmdline(profile: &Profile, edus: usize, custom: bool, extra: &[String]) -> String {
     let mut c = format!("iommu.profile={} iommu.edus={edus}", profile.name);
+    for w in extra {
+        c.push(' ');
+        c.push_str(w);
+    }
     if custom {
         c.push_str(" iommu.custom-qemu");
     }
@@ -110,7 +116,12 @@ pub fn run_profile(
     args.extend(opts.qemu_args.iter().cloned());
     let edus = count_edus(&args);
     args.push("-append".into());
-    args.push(cmdline(profile, edus, !opts.qemu_args.is_empty()));
+    args.push(cmdline(
+        profile,
+        edus,
+        !opts.qemu_args.is_empty(),
+        &opts.cmdline_extra,
+    ));
 
     let qemu = profile.board.qemu();
     if echo {
@@ -153,6 +164,7 @@ pub fn run_profile(
     let deadline = start + Duration::from_secs(opts.timeout);
     let mut run = Run::default();
     let mut log_tail = VecDeque::new();
+    let mut rows = vec![];
     let mut printed = 0;
     let mut timed_out = None;
     loop {
@@ -169,6 +181,9 @@ pub fn run_profile(
                     match decoder.decode() {
                         Ok(frame) => {
                             let msg = frame.display_message().to_string();
+                            if let Some(row) = msg.strip_prefix("@@ROW ") {
+                                rows.push(row.to_string());
+                            }
                             let t = start.elapsed().as_secs_f64();
                             let harness = run.feed(&msg, t);
                             if echo {
@@ -221,6 +236,7 @@ pub fn run_profile(
     }
     Ok(ProfileRun {
         run,
+        rows,
         problems,
         log_tail,
         stderr,
@@ -268,7 +284,7 @@ fn selected(opts: &Options, default: &[&str]) -> Vec<&'static Profile> {
     }
 }
 
-fn build_for(profiles: &[&Profile]) -> Result<Vec<(Board, PathBuf)>> {
+pub fn build_for(profiles: &[&Profile]) -> Result<Vec<(Board, PathBuf)>> {
     let mut elves: Vec<(Board, PathBuf)> = vec![];
     for p in profiles {
         if !elves.iter().any(|(b, _)| *b == p.board) {
@@ -278,7 +294,7 @@ fn build_for(profiles: &[&Profile]) -> Result<Vec<(Board, PathBuf)>> {
     Ok(elves)
 }
 
-fn elf_of(elves: &[(Board, PathBuf)], board: Board) -> &PathBuf {
+pub fn elf_of(elves: &[(Board, PathBuf)], board: Board) -> &PathBuf {
     &elves
         .iter()
         .find(|(b, _)| *b == board)

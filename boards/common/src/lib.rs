@@ -25,6 +25,7 @@ pub mod pci;
 pub mod platform;
 pub mod pool;
 pub mod suites;
+pub mod vtd_bench;
 pub mod vtd_dma;
 pub mod vtd_env;
 pub mod vtd_isolation;

@@ -980,6 +980,10 @@ static SELFTEST: Suite = Suite {
 /// The suites to run on this platform.
 pub fn all(p: &Platform) -> heapless::Vec<&'static Suite, 8> {
     let mut v: heapless::Vec<&'static Suite, 8> = heapless::Vec::new();
+    if cmdline::get(&p.cmdline, "iommu.bench") == Some("invalidate") {
+        let _ = v.push(&crate::vtd_bench::VTD_BENCH);
+        return v;
+    }
     let _ = v.push(&DISCOVERY);
     let _ = v.push(&VTD);
     let _ = v.push(&SMMU);

@@ -309,6 +309,12 @@ impl<H: Hal + Clone, const N: usize> Vtd<H, N> {
         let sid = tag.device as u16;
         let first_level = tag.kind == TagKind::Iotlb && unit.did_kind(did) == DidKind::FirstLevel;
         let mut out: heapless::Vec<Desc, 2> = heapless::Vec::new();
+        if tag.kind != TagKind::DevTlb {
+            match plan.pages() {
+                Some(n) => unit.stats.pages_invalidated += n,
+                None => unit.stats.whole_invalidations += 1,
+            }
+        }
         match (tag.kind, plan) {
             (TagKind::DevTlb, Plan::All) if tag.pasid.is_some() => {
                 let _ = out.push(desc::pasid_device_tlb(sid, sid, 0, pasid, None));

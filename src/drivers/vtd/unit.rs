@@ -52,6 +52,12 @@ pub enum DidKind {
 pub struct UnitStats {
     /// Primary fault overflows seen (FSTS.PFO): faults lost.
     pub fault_overflows: u32,
+    /// Pages named by page-selective IOTLB invalidations queued (IOTLB
+    /// and PASID-based IOTLB).
+    pub pages_invalidated: u64,
+    /// Domain- or PASID-selective IOTLB invalidations queued (everything
+    /// under a tag).
+    pub whole_invalidations: u64,
 }
 
 /// A remapping unit.
