@@ -137,6 +137,8 @@ pub enum Object {
     Iova,
     /// A slot for an attachment whose faults could not be flushed yet.
     UnflushedAttachment,
+    /// A direct-mapped region (a DMAR RMRR) a driver records.
+    DirectRegion,
 }
 
 impl Object {
@@ -162,6 +164,7 @@ impl Object {
             Object::IoasDomain => "domain of this IOAS",
             Object::Iova => "free IOVA range of this size",
             Object::UnflushedAttachment => "attachment waiting for its faults to be flushed",
+            Object::DirectRegion => "direct-mapped region",
         }
     }
 }

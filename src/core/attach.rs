@@ -7,6 +7,7 @@ use crate::error::{Error, Object};
 use crate::hal::Hal;
 
 use super::config::{Capacities, VecStore};
+use super::direct::Regions;
 use super::domain::describe;
 use super::driver::{DeviceId, DeviceInfo, IommuDriver};
 use super::fault::Retired;
@@ -267,13 +268,23 @@ impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
         self.prepare_change(dev)?;
         let new_tags = tags_for(self.slots.as_ref(), new, &info, pasid)?;
         let old_tags = tags_for(self.slots.as_ref(), old, &info, pasid)?;
-        add_tags(self.slots.as_mut(), &new_tags)?;
+        // The device's direct regions are in the new domain before it
+        // translates through it.
+        let direct = match pasid {
+            None => self.map_direct(&info, new)?,
+            Some(_) => Regions::new(),
+        };
+        if let Err(e) = add_tags(self.slots.as_mut(), &new_tags) {
+            self.unmap_direct(new, &direct);
+            return Err(e);
+        }
         let done = describe(self.slots.as_ref(), new).and_then(|n| {
             let o = describe(self.slots.as_ref(), old)?;
             self.driver.attach(&info, pasid, &n, &o)
         });
         if let Err(e) = done {
             remove_tags(self.slots.as_mut(), &new_tags);
+            self.unmap_direct(new, &direct);
             return Err(e);
         }
         // Faults raised before the change still see the old state.

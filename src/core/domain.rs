@@ -301,7 +301,9 @@ impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
     }
 
     /// Unmap `[iova, iova + len)` from a paging domain into `gather`; the
-    /// IOTLB may still hold the range until [`sync`](Self::sync).
+    /// IOTLB may still hold the range until [`sync`](Self::sync). Refused
+    /// (`Busy`) over a direct-mapped region of a device attached at the
+    /// domain's requester ID.
     pub fn unmap(
         &mut self,
         id: DomainId,
@@ -309,6 +311,7 @@ impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
         len: u64,
         gather: &mut Gather,
     ) -> Result<(), Error> {
+        self.check_direct_unmap(id, iova.0, len)?;
         let (table, _) = self.table_mut(id)?;
         table.unmap(iova, len, gather)
     }

@@ -11,6 +11,7 @@ use crate::addr::PhysAddr;
 use crate::error::Error;
 use crate::pgtable::TableFormat;
 
+use super::direct::DirectRegion;
 use super::iopf::{Fault, FaultResponder};
 use super::sva::AddressSpace;
 use super::tags::{TagInvalidate, TagView};
@@ -466,6 +467,16 @@ pub trait IommuDriver: TagInvalidate + FaultResponder {
     fn flush_faults(&mut self, dev: &DeviceInfo) -> Result<(), Error> {
         let _ = dev;
         Ok(())
+    }
+
+    /// The direct-mapped regions of `dev` (VT-d RMRRs naming it): memory
+    /// it must keep reaching at the same address. The core maps them
+    /// one-to-one into every paging domain attached at its requester ID and
+    /// keeps them there while it is attached. Fill `out`, return how many
+    /// (at most `out.len()`). The default: none.
+    fn direct_regions(&self, dev: &DeviceInfo, out: &mut [DirectRegion]) -> usize {
+        let _ = (dev, out);
+        0
     }
 
     /// Whether new mappings must be invalidated too (VT-d caching mode,

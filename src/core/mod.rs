@@ -11,6 +11,7 @@
 
 mod attach;
 pub mod config;
+pub mod direct;
 mod domain;
 pub mod driver;
 mod fault;
@@ -25,6 +26,7 @@ pub mod tags;
 pub mod user;
 
 pub use config::{ArrayStore, Capacities, Caps, ConstEmpty, VecStore};
+pub use direct::{DirectRegion, MAX_DIRECT_REGIONS};
 pub use driver::{
     DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, HW_INFO_TYPE_NONE, HwInfo,
     IommuDriver, PagingFlags,

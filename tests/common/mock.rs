@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use iommu::core::{
-    CacheTag, Caps, DeviceId, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault,
+    CacheTag, Caps, DeviceId, DeviceInfo, DirectRegion, DomainDesc, DomainHw, DomainRequest, Fault,
     FaultResponder, HW_INFO_TYPE_NONE, HwInfo, InvalidateOutcome, Iommu, IommuDriver, Response,
     TagInvalidate, TagView, UserArray, UserData, VirtualIds,
 };
@@ -225,6 +225,8 @@ pub struct Mock<'a> {
     pub format: AnyFormat,
     /// Caching mode.
     pub flush_on_map: bool,
+    /// Direct-mapped regions, by device ID.
+    pub direct: Vec<(u32, DirectRegion)>,
 }
 
 impl<'a> Mock<'a> {
@@ -254,6 +256,7 @@ impl<'a> Mock<'a> {
             nested: None,
             format: AnyFormat::VtdSl(VtdSl::new(48, LargePages::all()).unwrap()),
             flush_on_map: false,
+            direct: Vec::new(),
         }
     }
 
@@ -619,6 +622,16 @@ impl IommuDriver for Mock<'_> {
 
     fn flush_on_map(&self, _instance: u16) -> bool {
         self.flush_on_map
+    }
+
+    fn direct_regions(&self, dev: &DeviceInfo, out: &mut [DirectRegion]) -> usize {
+        let mine = self.direct.iter().filter(|(d, _)| *d == dev.dev.id);
+        let mut n = 0;
+        for (slot, (_, r)) in out.iter_mut().zip(mine) {
+            *slot = *r;
+            n += 1;
+        }
+        n
     }
 }
 

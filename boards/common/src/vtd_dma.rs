@@ -564,6 +564,47 @@ fn cycles_leak_nothing(c: &Ctx) -> TestResult {
     })
 }
 
+/// A region the embedder declares as an RMRR of the last device (QEMU's
+/// DMAR has none): through a paging domain, the device still reaches it at
+/// its physical address, and it cannot be unmapped while attached.
+fn rmrr_stays_reachable(c: &Ctx) -> TestResult {
+    with_env(c, |e| {
+        need_devices(e, 1)?;
+        let d = e.devs.len() - 1;
+        let (dev, sid) = (e.devs[d].id, e.devs[d].id.id as u16);
+        let (reserved, src) = (e.page()?, e.page()?);
+        reserved.fill(800);
+        src.fill(801);
+        let r = e.core.driver_mut().add_rmrr(
+            dev.instance,
+            reserved.phys(),
+            reserved.phys() + 0xfff,
+            &[sid],
+        );
+        tryx!(r, "add_rmrr");
+        let dom = paging(e, d)?;
+        e.map(dom, IOVA_A, &src, R)?;
+        tryx!(e.core.attach(dev, dom), "attach");
+        e.dma_read(d, IOVA_A, BUF_SIZE)?;
+        e.dma_write(d, reserved.phys(), BUF_SIZE)?;
+        holds(
+            &reserved,
+            801,
+            "the RMRR, at its physical address through a paging domain",
+        )?;
+        no_fault(e, d)?;
+        let busy = e.core.unmap_sync(dom, Iova(reserved.phys()), 4096);
+        check!(
+            matches!(busy, Err(Error::Busy { .. })),
+            "unmapping the RMRR gave {:?}",
+            busy
+        );
+        tryx!(e.core.detach(dev), "detach");
+        tryx!(e.core.free_domain(dom), "free");
+        Ok(())
+    })
+}
+
 /// The VT-d DMA suite.
 pub static VTD_DMA: Suite = Suite {
     name: "vtd_dma",
@@ -603,6 +644,11 @@ pub static VTD_DMA: Suite = Suite {
         Test {
             name: "cycles_and_10000_maps_leak_nothing",
             run: cycles_leak_nothing,
+        },
+        // Last: the region stays declared for the rest of the boot.
+        Test {
+            name: "rmrr_stays_reachable_through_paging_domains",
+            run: rmrr_stays_reachable,
         },
     ],
 };

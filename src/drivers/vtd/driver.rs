@@ -14,9 +14,9 @@ use core::ptr::NonNull;
 
 use crate::addr::{Iova, PhysAddr};
 use crate::core::{
-    CacheTag, CpuFormat, DeviceInfo, DomainDesc, DomainHw, DomainRequest, Fault, FaultResponder,
-    HwInfo, InvalidateOutcome, IommuDriver, PagingFlags, Response, TagInvalidate, TagKind, TagView,
-    UserArray, VirtualIds,
+    CacheTag, CpuFormat, DeviceInfo, DirectRegion, DomainDesc, DomainHw, DomainRequest, Fault,
+    FaultResponder, HwInfo, InvalidateOutcome, IommuDriver, PagingFlags, Response, TagInvalidate,
+    TagKind, TagView, UserArray, VirtualIds,
 };
 use crate::error::{Error, Object, invalid};
 use crate::hal::Hal;
@@ -49,9 +49,24 @@ pub struct VtdDomain {
     pub nested: Option<VtdS1>,
 }
 
+/// Reserved memory regions (DMAR RMRRs) a unit keeps at most.
+pub const MAX_RMRRS: usize = 8;
+/// Devices one RMRR names at most.
+pub const MAX_RMRR_DEVICES: usize = 8;
+
+/// A DMAR reserved memory region: devices that must keep reaching
+/// `[base, base + len)` at the same address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Rmrr {
+    base: u64,
+    len: u64,
+    sids: heapless::Vec<u16, MAX_RMRR_DEVICES>,
+}
+
 /// A unit and what the driver keeps beside it.
 struct Served<H: Hal> {
     unit: Unit,
+    rmrrs: heapless::Vec<Rmrr, MAX_RMRRS>,
     /// Identity-mapped second-level table (units without ECAP.PT).
     identity: Option<PageTable<VtdSl, H>>,
     probed: bool,
@@ -106,12 +121,54 @@ impl<H: Hal + Clone, const N: usize> Vtd<H, N> {
         self.units
             .push(Served {
                 unit,
+                rmrrs: heapless::Vec::new(),
                 identity: None,
                 probed: false,
             })
             .map_err(|_| Error::Exhausted {
                 what: Object::Instance,
             })
+    }
+
+    /// Record a DMAR RMRR of `instance`: the devices `sids` (the embedder
+    /// resolved the RMRR's device scopes) must keep reaching `[base, limit]`
+    /// (inclusive, as in the table) at the same address. Every paging
+    /// domain attached at one of them then maps the range one-to-one (the
+    /// core does it, through [`IommuDriver::direct_regions`]). Refused:
+    /// an empty or inverted range, one not 4 KiB aligned as the
+    /// specification requires (`Unaligned`), more than [`MAX_RMRRS`]
+    /// regions or [`MAX_RMRR_DEVICES`] devices (`Exhausted`).
+    pub fn add_rmrr(
+        &mut self,
+        instance: u16,
+        base: u64,
+        limit: u64,
+        sids: &[u16],
+    ) -> Result<(), Error> {
+        if limit < base || base & 0xfff != 0 {
+            return Err(Error::Unaligned {
+                value: base,
+                align: 4096,
+            });
+        }
+        if (limit + 1) & 0xfff != 0 {
+            return Err(Error::Unaligned {
+                value: limit.wrapping_add(1),
+                align: 4096,
+            });
+        }
+        let exhausted = Error::Exhausted {
+            what: Object::DirectRegion,
+        };
+        let ids = heapless::Vec::from_slice(sids).map_err(|_| exhausted)?;
+        let s = self.served_mut(instance)?;
+        s.rmrrs
+            .push(Rmrr {
+                base,
+                len: limit - base + 1,
+                sids: ids,
+            })
+            .map_err(|_| exhausted)
     }
 
     /// Physical addresses an Identity domain covers on units without
@@ -649,6 +706,28 @@ impl<H: Hal + Clone, const N: usize> IommuDriver for Vtd<H, N> {
         self.served_mut(dev.dev.instance)?
             .unit
             .drain_page_requests(&hal)
+    }
+
+    fn direct_regions(&self, dev: &DeviceInfo, out: &mut [DirectRegion]) -> usize {
+        let Ok(s) = self.served(dev.dev.instance) else {
+            return 0;
+        };
+        let mut n = 0;
+        for r in s
+            .rmrrs
+            .iter()
+            .filter(|r| r.sids.iter().any(|&sid| u32::from(sid) == dev.dev.id))
+        {
+            if n == out.len() {
+                break;
+            }
+            out[n] = DirectRegion {
+                base: r.base,
+                len: r.len,
+            };
+            n += 1;
+        }
+        n
     }
 
     fn flush_on_map(&self, instance: u16) -> bool {
