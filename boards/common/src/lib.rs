@@ -18,6 +18,7 @@ pub mod acpi;
 pub mod cmdline;
 pub mod console;
 pub mod edu;
+pub mod edu_suite;
 pub mod embedding;
 pub mod fdt;
 pub mod harness;
