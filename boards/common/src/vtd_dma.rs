@@ -295,6 +295,25 @@ fn translated_dma_both_ways(c: &Ctx) -> TestResult {
         holds(&dst, 1, "4K: written through the IOVA")?;
         unchanged(&src, 1, "4K: the source")?;
         no_fault(e, 0)?;
+        // A map into an attached domain is invalidated under caching mode
+        // (the unit may cache not-present entries), and only then.
+        let queued = |e: &mut Env| -> Result<(u64, u64), Failure> {
+            let q = unit(e, 0)?.qi.as_ref().map(|q| q.stats).unwrap_or_default();
+            Ok((q.descriptors, q.waits))
+        };
+        let before = queued(e)?;
+        let extra = e.page()?;
+        e.map(dom, IOVA_A + 0x3000, &extra, R)?;
+        let after = queued(e)?;
+        if cap.caching_mode {
+            check_eq!(
+                (after.0 - before.0, after.1 - before.1),
+                (2, 1),
+                "descriptors and waits of a map under caching mode"
+            );
+        } else {
+            check_eq!(after, before, "a map without caching mode queues nothing");
+        }
         // The entry, read back independently, names the domain's DID and
         // a table translating the IOVAs to the pages.
         let (regs, sid) = (e.devs[0].regs, e.devs[0].id.id as u16);
