@@ -698,7 +698,7 @@ impl<H: Hal + Clone, const N: usize> IommuDriver for Vtd<H, N> {
 
     fn drain_faults(&mut self, instance: u16, out: &mut [Fault]) -> Result<usize, Error> {
         let hal = self.hal.clone();
-        Ok(self.served_mut(instance)?.unit.drain_records(&hal, out))
+        self.served_mut(instance)?.unit.drain_records(&hal, out)
     }
 
     fn flush_faults(&mut self, dev: &DeviceInfo) -> Result<(), Error> {

@@ -55,10 +55,12 @@ impl Unit {
     /// many. Overflows (FSTS.PFO, PRS.PRO) are acknowledged: what they lost
     /// is gone, and a page request lost that way is answered by the
     /// device's own timeout.
-    pub fn drain_records<H: Hal>(&mut self, hal: &H, out: &mut [Fault]) -> usize {
-        let mut n = self.drain_frcd(out);
-        n += self.drain_prq(hal, &mut out[n..]);
-        n
+    ///
+    /// A page request queue tail beyond the queue (a unit gone wrong) is
+    /// a `Hardware` error naming PQT; nothing past the queue is read.
+    pub fn drain_records<H: Hal>(&mut self, hal: &H, out: &mut [Fault]) -> Result<usize, Error> {
+        let n = self.drain_frcd(out);
+        Ok(n + self.drain_prq(hal, &mut out[n..])?)
     }
 
     fn drain_frcd(&mut self, out: &mut [Fault]) -> usize {
@@ -95,13 +97,20 @@ impl Unit {
         n
     }
 
-    fn drain_prq<H: Hal>(&mut self, hal: &H, out: &mut [Fault]) -> usize {
+    fn drain_prq<H: Hal>(&mut self, hal: &H, out: &mut [Fault]) -> Result<usize, Error> {
         let Some(q) = self.prq else {
-            return 0;
+            return Ok(0);
         };
         let r = self.regs();
         let mut head = (r.pqh.get() & PQ_OFFSET_MASK) / prq::BYTES;
-        let tail = (r.pqt.get() & PQ_OFFSET_MASK) / prq::BYTES;
+        let raw_tail = r.pqt.get();
+        let tail = (raw_tail & PQ_OFFSET_MASK) / prq::BYTES;
+        if tail >= PageRequestQueue::SLOTS || head >= PageRequestQueue::SLOTS {
+            return Err(Error::Hardware {
+                register: "PQT (page request queue tail beyond the queue)",
+                value: raw_tail,
+            });
+        }
         let mut n = 0;
         while head != tail && n < out.len() {
             let words: [u64; prq::WORDS] = read(hal, q.base + head * prq::BYTES);
@@ -123,7 +132,7 @@ impl Unit {
         if head == tail && prs & PRS_PPR != 0 {
             self.regs().prs.set(PRS_PPR);
         }
-        n
+        Ok(n)
     }
 
     /// Answer page request group `prgi` of `rid` (at `pasid`) with `code`
