@@ -200,7 +200,11 @@ impl<H: Hal + Clone, const N: usize> Vtd<H, N> {
         Ok(match new {
             DomainDesc::Blocked => None,
             DomainDesc::Identity if unit.id.ecap.pass_through => {
-                Some(context::legacy(tt::PASS_THROUGH, 0, width, DID_IDENTITY))
+                // 9.3: with TT 10b, AW names the largest width the unit
+                // supports (SAGAW), not the width its tables are built at.
+                let largest = 32 - u32::from(unit.id.cap.sagaw.bits()).leading_zeros();
+                let aw = u64::from(largest.saturating_sub(1));
+                Some(context::legacy(tt::PASS_THROUGH, 0, aw, DID_IDENTITY))
             }
             DomainDesc::Identity => {
                 let root = self.identity_root(instance)?;
