@@ -184,7 +184,11 @@ impl Unit {
         let dir = hal.alloc_pages(pages).ok_or(Error::NoMemory)?.get();
         let pasids = dev.pasid_bits > 0 && self.id.ecap.pasid;
         let pdts = u64::from(entries.trailing_zeros() - 7);
-        publish(hal, slot, &context::scalable(dir, pdts, pasids, dev.ats));
+        let mut ctx = context::scalable(dir, pdts, pasids, dev.ats);
+        // Without PRE the unit answers the device's page requests itself
+        // and never queues them. A device without PRI sends none.
+        context::PRE.set(&mut ctx, self.id.ecap.page_requests.into());
+        publish(hal, slot, &ctx);
         if self.id.cap.caching_mode && !self.skip_flush {
             self.submit(
                 hal,
