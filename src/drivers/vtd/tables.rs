@@ -187,7 +187,7 @@ impl Unit {
         let mut ctx = context::scalable(dir, pdts, pasids, dev.ats);
         // Without PRE the unit answers the device's page requests itself
         // and never queues them. A device without PRI sends none.
-        context::PRE.set(&mut ctx, self.id.ecap.page_requests.into());
+        context::PRE.set(&mut ctx, self.prq.is_some().into());
         publish(hal, slot, &ctx);
         if self.id.cap.caching_mode && !self.skip_flush {
             self.submit(
