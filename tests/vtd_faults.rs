@@ -419,3 +419,36 @@ fn no_drain_without_a_page_request_queue() {
         "{got:?}"
     );
 }
+
+/// A unit with page requests but without page-request drain (ECAP.PRS
+/// without ECAP.PDS, as QEMU reports): the wait's PD flag is reserved
+/// there, so the driver cannot drain page requests and does not take
+/// them; attachment changes work, and the unit answers page requests
+/// itself.
+#[test]
+fn no_page_requests_without_page_request_drain() {
+    let mut rig = Rig::new(&[UnitConfig::scalable().ecap_off(vtd_model::spec::ecap::PDS)]);
+    let dev = rig.device(0, SID, 8, false);
+    let d = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
+    handled_by(&mut rig, d, 100);
+    rig.core.attach(dev, d).unwrap();
+    let pasid = rig.core.alloc_pasid(dev).unwrap();
+    rig.core.attach_pasid(dev, pasid, d).unwrap();
+    rig.core.detach_pasid(dev, pasid).unwrap();
+    let u = &rig.units[0];
+    assert_eq!(u.page_request(PageReq::read(SID, None, 0x1000, 3)), None);
+    assert_eq!(rig.core.process_faults().unwrap(), 0);
+    rig.core.detach(dev).unwrap();
+    let log = rig.units[0].take_log();
+    assert!(
+        invs(&log).iter().all(|i| !matches!(
+            i,
+            Inv::Wait {
+                page_drain: true,
+                ..
+            }
+        )),
+        "{log:?}"
+    );
+    assert_eq!(seen(), []);
+}

@@ -570,3 +570,73 @@ fn caching_mode_in_scalable_mode() {
         assert_eq!(rig.units[0].dma(later).unwrap().pa, 0x8800_0000);
     }
 }
+
+/// An SVA bond: the device's PASID translates through the CPU's x86-64
+/// table (a first-level entry naming its root); a CPU-side change is
+/// invalidated with PASID-based invalidations; unbind clears the entry.
+#[test]
+fn sva_bond_translates_through_the_cpu_table() {
+    use iommu::core::{AddressSpace, CpuFormat, FaultTarget};
+    let mut rig = Rig::scalable();
+    let dev = rig.device(0, SID, 8, false);
+    let hal = rig.hal.clone();
+    let mut cpu = Guest::new(&hal);
+    cpu.map(&hal, 0x7000_0000, 0x5_0000_0000);
+    cpu.map(&hal, 0x7000_1000, 0x5_0000_1000);
+    let space = rig
+        .core
+        .register_space(
+            AddressSpace {
+                root: cpu.table.root_phys(),
+                format: CpuFormat::X86_64 { five_level: false },
+                asid: 0,
+            },
+            FaultTarget::None,
+        )
+        .unwrap();
+    let bond = rig.core.bind(dev, space).unwrap();
+    let pasid = rig.core.space_pasid(space).unwrap().unwrap();
+    let sva = rig.core.bond_info(bond).unwrap().domain;
+    let ds = did(&rig, sva);
+    let u = &rig.units[0];
+    let e = entry(u, SID, pasid);
+    assert_eq!(
+        (e.pgtt, e.did, e.flptr),
+        (pgtt::FIRST, ds, cpu.table.root_phys().0)
+    );
+    let t = u.dma(Req::write(SID, 0x7000_1010).pasid(pasid)).unwrap();
+    assert_eq!((t.pa, t.kind), (0x5_0000_1010, Kind::FirstLevel));
+    assert!(
+        u.dma(Req::read(SID, 0x7000_0000)).is_err(),
+        "not at the RID"
+    );
+
+    let mut g = iommu::pgtable::Gather::new();
+    cpu.table.unmap(Iova(0x7000_1000), 0x1000, &mut g).unwrap();
+    g.release(&hal);
+    rig.clear_logs();
+    rig.core
+        .invalidate_range(space, 0x7000_1000, 0x7000_2000)
+        .unwrap();
+    let got = waitless(rig.units[0].take_invs());
+    assert_eq!(
+        got,
+        [Inv::PasidIotlb {
+            did: ds,
+            pasid,
+            scope: PiotlbScope::Pages {
+                addr: 0x7000_1000,
+                am: 0,
+                ih: false
+            }
+        }]
+    );
+    let u = &rig.units[0];
+    assert!(u.dma(Req::read(SID, 0x7000_1000).pasid(pasid)).is_err());
+    assert!(u.dma(Req::read(SID, 0x7000_0000).pasid(pasid)).is_ok());
+
+    rig.core.unbind(bond).unwrap();
+    let u = &rig.units[0];
+    assert!(!entry(u, SID, pasid).present);
+    assert!(u.dma(Req::read(SID, 0x7000_0000).pasid(pasid)).is_err());
+}
