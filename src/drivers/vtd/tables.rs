@@ -124,7 +124,11 @@ impl Unit {
             // Present → anything: break first, flush, then write.
             withdraw(hal, slot);
             let did = context::DID.get(&old) as u16;
-            self.flush_context(hal, sid, did, ats)?;
+            if let Err(e) = self.flush_context(hal, sid, did, ats) {
+                // A failed attach leaves the device on the old domain.
+                publish(hal, slot, &old);
+                return Err(e);
+            }
         }
         if let Some(e) = entry {
             publish(hal, slot, &e);
@@ -273,7 +277,11 @@ impl Unit {
         if pasid_entry::P.get(&old) != 0 {
             withdraw(hal, slot);
             let did = pasid_entry::DID.get(&old) as u16;
-            self.flush_pasid(hal, did, pasid, sid, dev.ats)?;
+            if let Err(e) = self.flush_pasid(hal, did, pasid, sid, dev.ats) {
+                // A failed attach leaves the device on the old domain.
+                publish(hal, slot, &old);
+                return Err(e);
+            }
         }
         if let Some(e) = entry {
             publish(hal, slot, &e);
