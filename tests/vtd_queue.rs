@@ -200,3 +200,36 @@ fn replacing_identity_flushes_through_the_queue() {
         })
     );
 }
+
+/// The driver contract: when an attach fails, the device still
+/// translates through the old domain. A replace whose flush times out
+/// leaves the old entry in place (legacy and scalable mode).
+#[test]
+fn a_replace_whose_flush_times_out_keeps_the_old_entry() {
+    for config in [UnitConfig::legacy(), UnitConfig::scalable()] {
+        let mut rig = Rig::new(&[config]);
+        let dev = rig.device(0, SID, 0, false);
+        let a = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
+        let b = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
+        rig.core
+            .map(a, Iova(0), PhysAddr(0x8000_0000), 0x1000, RW)
+            .unwrap();
+        rig.core
+            .map(b, Iova(0), PhysAddr(0x9000_0000), 0x1000, RW)
+            .unwrap();
+        rig.core.attach(dev, a).unwrap();
+        rig.units[0].hold_waits(true);
+        let e = rig.core.attach(dev, b).unwrap_err();
+        assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+        rig.units[0].hold_waits(false);
+        assert_eq!(rig.core.attached(dev, None).unwrap(), Some(a));
+        assert_eq!(
+            rig.units[0].walk(Req::read(SID, 0)).map(|t| t.pa),
+            Ok(0x8000_0000),
+            "{config:?}: the device translates through the domain the core says is attached"
+        );
+        // And the replace goes through once the unit does.
+        rig.core.attach(dev, b).unwrap();
+        assert_eq!(rig.units[0].dma(Req::read(SID, 0)).unwrap().pa, 0x9000_0000);
+    }
+}
