@@ -7,7 +7,7 @@
 mod vtd_model;
 
 use iommu::Error;
-use iommu::core::{DeviceId, DeviceInfo};
+use iommu::core::{DeviceId, DeviceInfo, DomainId};
 use vtd_model::spec::{cap, ecap, gcmd};
 use vtd_model::*;
 
@@ -143,6 +143,13 @@ fn a_command_the_unit_never_acknowledges_times_out() {
             ats: false,
         };
         assert!(rig.core.register_device(dev).is_err(), "instance not added");
+        // Once the unit answers, adding it again works.
+        rig.units[0].set_stuck(0);
+        rig.core.add_instance(0).unwrap();
+        rig.core.register_device(dev).unwrap();
+        rig.core.attach(dev.dev, DomainId::IDENTITY).unwrap();
+        let t = rig.units[0].walk(Req::write(8, 0x1000)).unwrap();
+        assert_eq!((t.pa, t.kind), (0x1000, Kind::PassThrough));
     }
 }
 

@@ -222,12 +222,14 @@ impl Emu {
     /// One pass: react to the driver's writes, then run the queue.
     /// Returns whether anything happened.
     pub fn step(&mut self) -> bool {
-        self.check_iqa();
-        let mut work = self.gcmd();
-        work |= self.fsts_write();
+        // The driver polls GSTS after every GCMD write, so whatever else it
+        // wrote since the last step came before the command: see it first.
+        let mut work = self.fsts_write();
         work |= self.record_writes();
         work |= self.prs_write();
         work |= self.iqt_write();
+        self.check_iqa();
+        work |= self.gcmd();
         work |= self.run_queue();
         work
     }
