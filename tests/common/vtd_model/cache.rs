@@ -12,7 +12,10 @@
 //! the PASID-based IOTLB descriptor reaches first-level, nested and
 //! pass-through entries of a (DID, PASID). Under caching mode (CAP.CM) the
 //! caches also keep what was not present (not-present context entries under
-//! DID 0).
+//! DID 0). A second-level paging-structure cache, tagged by DID only, is
+//! kept beside these (`walk::PscLine`, emptied in `emu`): only IOTLB
+//! descriptors reach it, page-selective ones unless their hint says only
+//! leaves changed.
 
 use std::collections::BTreeMap;
 

@@ -11,6 +11,7 @@
 //! (the specification leaves FRI undefined then), so that a W1C of the
 //! only pending bit still differs from what the model published.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
@@ -20,7 +21,7 @@ use super::hal::ModelHal;
 use super::inv::{self, Inv, IotlbScope, PiotlbScope};
 use super::report::{PageReq, RecordState};
 use super::spec::{IQA_DW, RTADDR_TTM_SHIFT, UnitConfig, cap, ecap, fsts, gcmd, reg};
-use super::walk::Walker;
+use super::walk::{PscLine, Walker};
 
 /// GCMD after the model consumed a write (reserved bits 22:0 set).
 pub const GCMD_IDLE: u32 = 0x007f_ffff;
@@ -140,6 +141,8 @@ pub struct Emu {
     pub log: Vec<Event>,
     pub violations: Vec<String>,
     pub caches: Caches,
+    /// The second-level paging-structure cache (see `PscLine`).
+    pub psc: RefCell<Vec<PscLine>>,
     iqa_reported: bool,
 }
 
@@ -169,6 +172,7 @@ impl Emu {
             log: Vec::new(),
             violations: Vec::new(),
             caches: Caches::default(),
+            psc: RefCell::new(Vec::new()),
             iqa_reported: false,
         };
         let v = e.fsts_value();
@@ -194,6 +198,8 @@ impl Emu {
             id: &self.id,
             root: root & !0xfff,
             scalable: self.scalable(),
+            psc: None,
+            did: Cell::new(None),
         })
     }
 
@@ -213,6 +219,8 @@ impl Emu {
             id: &self.id,
             root: self.root.expect("TE without a root pointer") & !0xfff,
             scalable: self.root.is_some_and(|r| (r >> RTADDR_TTM_SHIFT) & 3 == 1),
+            psc: Some(&self.psc),
+            did: Cell::new(None),
         };
         let r = self.caches.translate(&w, cm, req);
         let fpd = w.context(req.sid).is_ok_and(|c| c.fpd());
@@ -529,7 +537,32 @@ impl Emu {
                     self.violation(format!("wait status address {addr:#x} is not memory"));
                 }
             }
-            _ => self.caches.invalidate(inv),
+            _ => {
+                self.caches.invalidate(inv);
+                invalidate_psc(&mut self.psc.borrow_mut(), inv);
+            }
+        }
+    }
+}
+
+/// The second-level paging-structure cache keeps what an IOTLB invalidation
+/// of its DID does not reach: everything, the domain, or the pages of a
+/// page-selective one unless its hint says only leaves changed (IH). The
+/// PASID-based descriptors do not reach it (6.5.2.4).
+fn invalidate_psc(psc: &mut Vec<PscLine>, inv: &Inv) {
+    let Inv::Iotlb { scope, .. } = *inv else {
+        return;
+    };
+    match scope {
+        IotlbScope::Global => psc.clear(),
+        IotlbScope::Domain { did } => psc.retain(|l| l.did != did),
+        IotlbScope::Pages { ih: true, .. } => {}
+        IotlbScope::Pages { did, addr, am, .. } => {
+            let end = addr.saturating_add(4096u64 << am);
+            psc.retain(|l| {
+                let (a, b) = l.range();
+                !(l.did == did && a < end && addr < b)
+            });
         }
     }
 }

@@ -256,7 +256,10 @@ impl FakeUnit {
 
     /// Empty the unit's caches (as if everything was invalidated).
     pub fn clear_caches(&self) {
-        self.lock().caches.clear();
+        let st = self.lock();
+        let mut st = st;
+        st.caches.clear();
+        st.psc.borrow_mut().clear();
     }
 }
 

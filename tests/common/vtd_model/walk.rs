@@ -6,6 +6,8 @@
 //! before it is read: a pointer outside it is a `BadPointer` fault (a driver
 //! bug), never a stray read.
 
+use std::cell::{Cell, RefCell};
+
 use super::hal::ModelHal;
 use super::spec::{UnitConfig, bit, bits, cap, ecap};
 
@@ -269,6 +271,28 @@ pub struct Leaf {
 
 const ADDR: u64 = 0x000f_ffff_ffff_f000;
 
+/// A second-level paging-structure cache entry: for input addresses whose
+/// bits above level `level` are `prefix`, the level-`level` table is at
+/// `table` (with the permissions of the entries above it). Tagged by DID
+/// only, as the hardware tags it: nothing ties it to one table root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PscLine {
+    pub did: u16,
+    pub level: u32,
+    pub prefix: u64,
+    pub table: u64,
+    pub read: bool,
+    pub write: bool,
+}
+
+impl PscLine {
+    /// The input range the line covers.
+    pub fn range(&self) -> (u64, u64) {
+        let shift = 12 + 9 * self.level;
+        (self.prefix << shift, (self.prefix + 1) << shift)
+    }
+}
+
 /// The walker over one unit's latched root table.
 pub struct Walker<'a> {
     pub mem: &'a ModelHal,
@@ -276,6 +300,11 @@ pub struct Walker<'a> {
     /// The root table the unit latched (SRTP), with its mode.
     pub root: u64,
     pub scalable: bool,
+    /// The second-level paging-structure cache to use and fill (`None`: a
+    /// fresh walk).
+    pub psc: Option<&'a RefCell<Vec<PscLine>>>,
+    /// The DID of the entry being walked through (the cache's tag).
+    pub did: Cell<Option<u16>>,
 }
 
 impl Walker<'_> {
@@ -486,7 +515,23 @@ impl Walker<'_> {
         let sllps = self.id.cap(cap::SLLPS);
         let (mut r, mut w) = (true, true);
         let mut table = root;
-        for level in (1..=levels).rev() {
+        let mut top = levels;
+        let psc = self.psc.zip(self.did.get());
+        if let Some((cache, did)) = psc {
+            // The deepest cached table for this address, if any.
+            let hit = cache
+                .borrow()
+                .iter()
+                .filter(|l| {
+                    l.did == did && l.level < levels && l.prefix == addr >> (12 + 9 * l.level)
+                })
+                .min_by_key(|l| l.level)
+                .copied();
+            if let Some(l) = hit {
+                (table, top, r, w) = (l.table, l.level, l.read, l.write);
+            }
+        }
+        for level in (1..=top).rev() {
             let shift = 12 + 9 * (level - 1);
             let pte = self.read(table + ((addr >> shift) & 511) * 8)?;
             if pte & 3 == 0 {
@@ -514,6 +559,20 @@ impl Walker<'_> {
             }
             if !leaf {
                 table = pte & ADDR;
+                if let Some((cache, did)) = psc {
+                    let line = PscLine {
+                        did,
+                        level: level - 1,
+                        prefix: addr >> shift,
+                        table,
+                        read: r,
+                        write: w,
+                    };
+                    let mut c = cache.borrow_mut();
+                    if !c.contains(&line) {
+                        c.push(line);
+                    }
+                }
                 continue;
             }
             let size = 1u64 << shift;
@@ -637,6 +696,7 @@ impl Walker<'_> {
 
     /// Translate through a present, checked PASID-table entry.
     pub fn through_pasid_entry(&self, e: &PasidEnt, req: &Req) -> Result<Translated, WalkFault> {
+        self.did.set(Some(e.did));
         let sl_levels = 2 + u32::from(e.aw);
         let (kind, leaf) = match e.pgtt {
             pgtt::PASS_THROUGH => (
@@ -680,6 +740,7 @@ impl Walker<'_> {
 
     /// Translate through a present, checked legacy context entry.
     pub fn through_legacy(&self, c: &LegacyCtx, req: &Req) -> Result<Translated, WalkFault> {
+        self.did.set(Some(c.did));
         if req.pasid.is_some() {
             return Err(WalkFault::PasidBlocked);
         }
