@@ -277,7 +277,8 @@ impl Unit {
         if pasid_entry::P.get(&old) != 0 {
             withdraw(hal, slot);
             let did = pasid_entry::DID.get(&old) as u16;
-            if let Err(e) = self.flush_pasid(hal, did, pasid, sid, dev.ats) {
+            let nested = pasid_entry::PGTT.get(&old) == pasid_entry::pgtt::NESTED;
+            if let Err(e) = self.flush_pasid(hal, did, nested, pasid, sid, dev.ats) {
                 // A failed attach leaves the device on the old domain.
                 publish(hal, slot, &old);
                 return Err(e);
@@ -287,7 +288,8 @@ impl Unit {
             publish(hal, slot, &e);
             if self.id.cap.caching_mode {
                 let did = pasid_entry::DID.get(&e) as u16;
-                self.flush_pasid(hal, did, pasid, sid, false)?;
+                let nested = pasid_entry::PGTT.get(&e) == pasid_entry::pgtt::NESTED;
+                self.flush_pasid(hal, did, nested, pasid, sid, false)?;
             }
         }
         Ok(())
@@ -299,6 +301,7 @@ impl Unit {
         &mut self,
         hal: &H,
         did: u16,
+        nested: bool,
         pasid: u32,
         sid: u16,
         ats: bool,
@@ -307,8 +310,10 @@ impl Unit {
             return Ok(());
         }
         let iotlb = match self.did_kind(did) {
-            DidKind::FirstLevel => desc::piotlb_pasid(did, pasid),
-            DidKind::SecondLevel => desc::iotlb_domain(did),
+            // A nested entry's second stage is cached under the DID alone,
+            // which only an IOTLB invalidation of the DID reaches.
+            DidKind::FirstLevel if !nested => desc::piotlb_pasid(did, pasid),
+            _ => desc::iotlb_domain(did),
         };
         self.submit(hal, &[desc::pasid_cache_pasid(did, pasid), iotlb])?;
         if ats {
