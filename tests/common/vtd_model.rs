@@ -22,6 +22,8 @@ pub mod hal;
 pub mod inv;
 #[path = "vtd_model/report.rs"]
 pub mod report;
+#[path = "vtd_model/request.rs"]
+pub mod request;
 #[path = "vtd_model/rig.rs"]
 pub mod rig;
 #[path = "vtd_model/spec.rs"]
