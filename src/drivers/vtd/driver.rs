@@ -257,7 +257,11 @@ impl<H: Hal + Clone, const N: usize> Vtd<H, N> {
         Ok(match new {
             DomainDesc::Blocked => None,
             DomainDesc::Identity if unit.id.ecap.pass_through => {
-                Some(context::legacy(tt::PASS_THROUGH, 0, width, DID_IDENTITY))
+                // 9.3: with TT 10b, AW names the largest width the unit
+                // supports (SAGAW), not the width its tables are built at.
+                let largest = 32 - u32::from(unit.id.cap.sagaw.bits()).leading_zeros();
+                let aw = u64::from(largest.saturating_sub(1));
+                Some(context::legacy(tt::PASS_THROUGH, 0, aw, DID_IDENTITY))
             }
             DomainDesc::Identity => {
                 let root = self.identity_root(instance)?;
@@ -364,6 +368,11 @@ impl<H: Hal + Clone, const N: usize> Vtd<H, N> {
         let did = tag.id as u16;
         let pasid = tag.pasid.unwrap_or(RID_PASID);
         let sid = tag.device as u16;
+        if tag.kind == TagKind::DevTlb && !unit.id.ecap.device_tlb {
+            // Without ECAP.DT translation requests are never enabled: the
+            // device caches nothing, and the unit refuses the descriptor.
+            return Ok(());
+        }
         let first_level = tag.kind == TagKind::Iotlb && unit.did_kind(did) == DidKind::FirstLevel;
         let mut out: heapless::Vec<Desc, 2> = heapless::Vec::new();
         if tag.kind != TagKind::DevTlb {
@@ -614,7 +623,8 @@ impl<H: Hal + Clone, const N: usize> IommuDriver for Vtd<H, N> {
             }
             let entry = self.legacy_entry(dev, new)?;
             let unit = &mut self.served_mut(instance)?.unit;
-            return unit.set_legacy_context(&hal, sid, entry, dev.ats);
+            let ats = dev.ats && unit.id.ecap.device_tlb;
+            return unit.set_legacy_context(&hal, sid, entry, ats);
         }
         if pasid.is_some() && !(unit.id.ecap.pasid && dev.pasid_bits > 0) {
             return Err(Error::Unsupported {
@@ -623,7 +633,7 @@ impl<H: Hal + Clone, const N: usize> IommuDriver for Vtd<H, N> {
         }
         let entry = self.scalable_entry(instance, new)?;
         let caps = DevCaps {
-            ats: dev.ats,
+            ats: dev.ats && self.served(instance)?.unit.id.ecap.device_tlb,
             pasid_bits: dev.pasid_bits,
         };
         let unit = &mut self.served_mut(instance)?.unit;
@@ -638,11 +648,11 @@ impl<H: Hal + Clone, const N: usize> IommuDriver for Vtd<H, N> {
     ) -> Result<(), Error> {
         let hal = self.hal.clone();
         let sid = source_id(dev)?;
+        let unit = &mut self.served_mut(dev.dev.instance)?.unit;
         let caps = DevCaps {
-            ats: dev.ats,
+            ats: dev.ats && unit.id.ecap.device_tlb,
             pasid_bits: dev.pasid_bits,
         };
-        let unit = &mut self.served_mut(dev.dev.instance)?.unit;
         if !unit.scalable {
             return Err(Error::Unsupported {
                 what: "PASIDs (VT-d scalable mode, ECAP.SMTS)",

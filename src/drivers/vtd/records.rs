@@ -2,6 +2,7 @@
 //! and the page request queue (recoverable ones), both drained by polling,
 //! and the page group responses that answer page requests.
 
+use tock_registers::LocalRegisterCopy;
 use tock_registers::interfaces::{Readable, Writeable};
 
 use crate::core::Fault;
@@ -9,7 +10,7 @@ use crate::error::Error;
 use crate::hal::{Hal, PAGE_SIZE};
 
 use super::driver::RID_PASID;
-use super::regs::FSTS;
+use super::regs::{ECAP, FSTS};
 use super::unit::{Unit, read};
 use super::{desc, fault, prq};
 
@@ -37,7 +38,12 @@ impl PageRequestQueue {
 impl Unit {
     /// Allocate and program the page request queue (ECAP.PRS units).
     pub(super) fn enable_prq<H: Hal>(&mut self, hal: &H) -> Result<(), Error> {
-        if !self.id.ecap.page_requests || self.prq.is_some() {
+        // Without page-request drain (ECAP.PDS) the wait's PD flag is
+        // reserved: requests could not be drained when an attachment
+        // ends, so the unit keeps answering them itself (PRE stays clear).
+        let drain =
+            LocalRegisterCopy::<u64, ECAP::Register>::new(self.id.ecap.raw).is_set(ECAP::PDS);
+        if !self.id.ecap.page_requests || !drain || self.prq.is_some() {
             return Ok(());
         }
         let base = hal.alloc_pages(1).ok_or(Error::NoMemory)?.get();

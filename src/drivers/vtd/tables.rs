@@ -124,7 +124,11 @@ impl Unit {
             // Present → anything: break first, flush, then write.
             withdraw(hal, slot);
             let did = context::DID.get(&old) as u16;
-            self.flush_context(hal, sid, did, ats)?;
+            if let Err(e) = self.flush_context(hal, sid, did, ats) {
+                // A failed attach leaves the device on the old domain.
+                publish(hal, slot, &old);
+                return Err(e);
+            }
         }
         if let Some(e) = entry {
             publish(hal, slot, &e);
@@ -184,7 +188,11 @@ impl Unit {
         let dir = hal.alloc_pages(pages).ok_or(Error::NoMemory)?.get();
         let pasids = dev.pasid_bits > 0 && self.id.ecap.pasid;
         let pdts = u64::from(entries.trailing_zeros() - 7);
-        publish(hal, slot, &context::scalable(dir, pdts, pasids, dev.ats));
+        let mut ctx = context::scalable(dir, pdts, pasids, dev.ats);
+        // Without PRE the unit answers the device's page requests itself
+        // and never queues them. A device without PRI sends none.
+        context::PRE.set(&mut ctx, self.prq.is_some().into());
+        publish(hal, slot, &ctx);
         if self.id.cap.caching_mode && !self.skip_flush {
             self.submit(
                 hal,
@@ -269,13 +277,19 @@ impl Unit {
         if pasid_entry::P.get(&old) != 0 {
             withdraw(hal, slot);
             let did = pasid_entry::DID.get(&old) as u16;
-            self.flush_pasid(hal, did, pasid, sid, dev.ats)?;
+            let nested = pasid_entry::PGTT.get(&old) == pasid_entry::pgtt::NESTED;
+            if let Err(e) = self.flush_pasid(hal, did, nested, pasid, sid, dev.ats) {
+                // A failed attach leaves the device on the old domain.
+                publish(hal, slot, &old);
+                return Err(e);
+            }
         }
         if let Some(e) = entry {
             publish(hal, slot, &e);
             if self.id.cap.caching_mode {
                 let did = pasid_entry::DID.get(&e) as u16;
-                self.flush_pasid(hal, did, pasid, sid, false)?;
+                let nested = pasid_entry::PGTT.get(&e) == pasid_entry::pgtt::NESTED;
+                self.flush_pasid(hal, did, nested, pasid, sid, false)?;
             }
         }
         Ok(())
@@ -287,6 +301,7 @@ impl Unit {
         &mut self,
         hal: &H,
         did: u16,
+        nested: bool,
         pasid: u32,
         sid: u16,
         ats: bool,
@@ -295,8 +310,10 @@ impl Unit {
             return Ok(());
         }
         let iotlb = match self.did_kind(did) {
-            DidKind::FirstLevel => desc::piotlb_pasid(did, pasid),
-            DidKind::SecondLevel => desc::iotlb_domain(did),
+            // A nested entry's second stage is cached under the DID alone,
+            // which only an IOTLB invalidation of the DID reaches.
+            DidKind::FirstLevel if !nested => desc::piotlb_pasid(did, pasid),
+            _ => desc::iotlb_domain(did),
         };
         self.submit(hal, &[desc::pasid_cache_pasid(did, pasid), iotlb])?;
         if ats {

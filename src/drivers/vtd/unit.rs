@@ -271,6 +271,11 @@ impl Unit {
             // Firmware left translation on: start from a known state.
             self.gcmd(hal, GCMD::TE::SET.value, false)?;
         }
+        if self.regs().gsts.get() & GCMD::QIE::SET.value != 0 {
+            // So did it queued invalidation: IQA may only be written with
+            // the queue off, and the unit would go on reading the old ring.
+            self.gcmd(hal, GCMD::QIE::SET.value, false)?;
+        }
         let root = hal.alloc_pages(1).ok_or(Error::NoMemory)?.get();
         let qi = match Qi::new(hal, self.scalable) {
             Ok(q) => q,
