@@ -1552,7 +1552,7 @@ fn caching_mode_makes_map_invalidate_the_new_range() {
     let l = live(&core);
     core.map(d.id, Iova(0x40_0000), PhysAddr(0x8040_0000), 2 * M2, RW)
         .unwrap();
-    let mut want = flush_calls(&core, d.id, (0x40_0000, 0x80_0000), PAGE, false);
+    let mut want = flush_calls(&core, d.id, (0x40_0000, 0x80_0000), PAGE, true);
     assert_eq!(want.len(), 3);
     want.push(Call::Wait {
         instance: 0,
@@ -2729,9 +2729,10 @@ fn model_step(core: &mut Core<'_>, m: &mut Model, op: &Op) {
             let want = if tags == 0 || (is_map && !core.driver().flush_on_map) {
                 vec![]
             } else if is_map {
-                // Caching mode: the new range, no tables freed; the new
-                // tables are live already.
-                let mut w = flush(core, false);
+                // Caching mode: the new range, paging-structure caches
+                // too (new tables may hang under cached not-present
+                // entries); the new tables are live already.
+                let mut w = flush(core, true);
                 w.push(Call::Wait {
                     instance,
                     live_pages: pages_after,

@@ -274,3 +274,28 @@ fn prot_the_format_cannot_express() {
     s2.map(Iova(0), PhysAddr(0), PAGE, Prot::WRITE).unwrap();
     assert_eq!(s2.translate(Iova(0)).unwrap().prot & RW, Prot::WRITE);
 }
+
+#[test]
+fn vtd_input_width_below_the_tables_width() {
+    let hal = TestHal::new(16);
+    // A unit translating less than the tables walk (CAP.MGAW 46 under
+    // 48-bit tables): nothing above it is mapped.
+    let fmt = VtdSl::new(48, LargePages::empty())
+        .unwrap()
+        .with_input_bits(46)
+        .unwrap();
+    let mut narrow = PageTable::new(fmt, &hal).unwrap();
+    assert!(matches!(
+        narrow.map(Iova(1 << 46), PhysAddr(0), PAGE, RW),
+        Err(Error::OutOfRange { .. })
+    ));
+    narrow
+        .map(Iova((1 << 46) - PAGE), PhysAddr(0), PAGE, RW)
+        .unwrap();
+    assert!(
+        VtdSl::new(39, LargePages::empty())
+            .unwrap()
+            .with_input_bits(40)
+            .is_err()
+    );
+}

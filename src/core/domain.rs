@@ -275,7 +275,8 @@ impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
     }
 
     /// Map `[iova, iova + len)` to `paddr` in a paging domain. Under caching
-    /// mode the new range is invalidated too; if that invalidation fails the
+    /// mode the new range is invalidated too, paging-structure caches
+    /// included (VT-d IH clear, as Linux does); if that invalidation fails the
     /// mapping stays and the hardware error is returned.
     pub fn map(
         &mut self,
@@ -289,11 +290,13 @@ impl<D: IommuDriver, H: Hal + Clone, C: Capacities> Iommu<D, H, C> {
         table.map(iova, paddr, len, prot)?;
         if self.driver.flush_on_map(instance) {
             let d = domain_ref(self.slots.as_ref(), id)?;
+            // New table pages may hang under entries the unit cached as
+            // not present: its paging-structure caches go too.
             tags::flush(
                 d.tags.iter(),
                 Some((iova.0, iova.0 + len)),
                 crate::hal::PAGE_SIZE,
-                false,
+                true,
                 &mut self.driver,
             )?;
         }

@@ -35,6 +35,9 @@ pub struct VtdSl {
     snoop: bool,
     execute: bool,
     oas: u32,
+    /// Input addresses the unit translates (CAP.MGAW), at most the tables'
+    /// width.
+    input_bits: u32,
 }
 
 impl VtdSl {
@@ -59,6 +62,7 @@ impl VtdSl {
             snoop: false,
             execute: false,
             oas: 52,
+            input_bits: aw_bits,
         })
     }
 
@@ -86,6 +90,21 @@ impl VtdSl {
         Ok(self)
     }
 
+    /// Translate input addresses below 2^`bits` only (CAP.MGAW, when it is
+    /// below the tables' width: the unit faults addresses above it); at
+    /// least 32, at most the width the tables walk.
+    pub fn with_input_bits(mut self, bits: u32) -> Result<Self, Error> {
+        let walked = 12 + 9 * self.levels;
+        if !(32..=walked).contains(&bits) {
+            return Err(Error::OutOfRange {
+                what: "input address width (32 up to the tables' width)",
+                value: bits as u64,
+            });
+        }
+        self.input_bits = bits;
+        Ok(self)
+    }
+
     /// Context-entry AW field: 1 = 3-level, 2 = 4-level, 3 = 5-level.
     pub fn agaw(&self) -> u8 {
         (self.levels - 2) as u8
@@ -96,6 +115,10 @@ impl Format for VtdSl {
     #[inline]
     fn levels(&self) -> u32 {
         self.levels
+    }
+    #[inline]
+    fn input_limit(&self) -> u64 {
+        1u64 << self.input_bits
     }
     #[inline]
     fn root_bits(&self) -> u32 {

@@ -535,7 +535,8 @@ impl<H: Hal + Clone, const N: usize> IommuDriver for Vtd<H, N> {
                             what: "nested translation (ECAP.NEST)",
                         });
                     }
-                    let f = VtdSl::new(unit.agaw, cap.sl_large_pages)?;
+                    let f = VtdSl::new(unit.agaw, cap.sl_large_pages)?
+                        .with_input_bits(u32::from(cap.mgaw).min(unit.agaw))?;
                     (
                         DidKind::SecondLevel,
                         Some(Either::A(f)),

@@ -228,7 +228,9 @@ impl Qi {
     /// replaced by a harmless one (a global context-cache invalidation) so
     /// the unit can go on; the error names FSTS.IQE and the slot.
     /// Device-TLB time-outs (ITE) and completion errors (ICE) are cleared
-    /// and reported.
+    /// and reported with FSTS in the value's low 32 bits and the queue
+    /// slot the unit had reached (IQH) above them; the waits they aborted
+    /// are not retried (the next wait is a new one).
     pub fn check_errors<H: Hal>(&mut self, hal: &H, regs: &VtdRegisters) -> Result<(), Error> {
         let fsts = regs.fsts.extract();
         if fsts.is_set(FSTS::IQE) {
@@ -251,18 +253,19 @@ impl Qi {
                 value: u64::from(bad),
             });
         }
+        let at = (u64::from(self.head(regs)) << 32) | u64::from(fsts.get());
         if fsts.is_set(FSTS::ITE) {
             regs.fsts.write(FSTS::ITE::SET);
             return Err(Error::Hardware {
-                register: "FSTS.ITE (device-TLB invalidation timed out)",
-                value: u64::from(fsts.get()),
+                register: "FSTS.ITE (device-TLB invalidation timed out; IQH slot in bits 63:32)",
+                value: at,
             });
         }
         if fsts.is_set(FSTS::ICE) {
             regs.fsts.write(FSTS::ICE::SET);
             return Err(Error::Hardware {
-                register: "FSTS.ICE (invalidation completion error)",
-                value: u64::from(fsts.get()),
+                register: "FSTS.ICE (invalidation completion error; IQH slot in bits 63:32)",
+                value: at,
             });
         }
         Ok(())
