@@ -296,6 +296,7 @@ impl<H: Hal + Clone, const N: usize> Vtd<H, N> {
     ) -> Result<Option<[u64; pasid_entry::WORDS]>, Error> {
         let unit = &self.served(instance)?.unit;
         let width = aw::of(unit.agaw);
+        let coherent = unit.id.ecap.sm_coherent;
         let first = |root: u64, five_level: bool| Translation::FirstLevel {
             root,
             five_level,
@@ -354,7 +355,13 @@ impl<H: Hal + Clone, const N: usize> Vtd<H, N> {
                 (t, hw.tag as u16)
             }
         };
-        Ok(Some(pasid_entry::entry(t, did)))
+        let mut e = pasid_entry::entry(t, did);
+        if !coherent {
+            // PWSNP is reserved where page walks cannot snoop (ECAP.SMPWCS
+            // clear).
+            pasid_entry::PWSNP.set(&mut e, 0);
+        }
+        Ok(Some(e))
     }
 
     /// Queue what invalidates `plan` for `tag` on `unit`.
