@@ -84,13 +84,22 @@ const CASES: &[Case] = &[
     },
 ];
 
-/// Hundredths of `a / b`, as `x.yy` (`b` nonzero).
-struct Ratio(u64, u64);
+/// Pages invalidated per page unmapped: `x.yy`, or `domain` for everything
+/// under the tag.
+struct Over {
+    pages: Option<u64>,
+    unmapped: u64,
+}
 
-impl defmt::Format for Ratio {
+impl defmt::Format for Over {
     fn format(&self, f: defmt::Formatter) {
-        let h = self.0 * 100 / self.1;
-        defmt::write!(f, "{=u64}.{=u64:02}", h / 100, h % 100)
+        match self.pages {
+            Some(p) => {
+                let h = p * 100 / self.unmapped;
+                defmt::write!(f, "{=u64}.{=u64:02}", h / 100, h % 100)
+            }
+            None => defmt::write!(f, "domain"),
+        }
     }
 }
 
@@ -154,48 +163,25 @@ fn case(e: &mut Env, profile: &str, c: &Case, missed: &mut u32) -> TestResult {
         *missed += 1;
     }
     let mark = if ok { "" } else { " MISSED" };
-    match (whole, linux.pages()) {
-        (0, Some(lp)) => defmt::println!(
-            "@@ROW vtd:{=str} {=str} cmds={=u64} waits={=u64} over={} linux_cmds={=u64} linux_over={}{=str}",
-            profile,
-            c.name,
-            cmds,
-            waits,
-            Ratio(pages, unmapped),
-            linux_cmds,
-            Ratio(lp, unmapped),
-            mark
-        ),
-        (0, None) => defmt::println!(
-            "@@ROW vtd:{=str} {=str} cmds={=u64} waits={=u64} over={} linux_cmds={=u64} linux_over=domain{=str}",
-            profile,
-            c.name,
-            cmds,
-            waits,
-            Ratio(pages, unmapped),
-            linux_cmds,
-            mark
-        ),
-        (_, Some(lp)) => defmt::println!(
-            "@@ROW vtd:{=str} {=str} cmds={=u64} waits={=u64} over=domain linux_cmds={=u64} linux_over={}{=str}",
-            profile,
-            c.name,
-            cmds,
-            waits,
-            linux_cmds,
-            Ratio(lp, unmapped),
-            mark
-        ),
-        (_, None) => defmt::println!(
-            "@@ROW vtd:{=str} {=str} cmds={=u64} waits={=u64} over=domain linux_cmds={=u64} linux_over=domain{=str}",
-            profile,
-            c.name,
-            cmds,
-            waits,
-            linux_cmds,
-            mark
-        ),
-    }
+    let over = Over {
+        pages: (whole == 0).then_some(pages),
+        unmapped,
+    };
+    let linux_over = Over {
+        pages: linux.pages(),
+        unmapped,
+    };
+    defmt::println!(
+        "@@ROW vtd:{=str} {=str} cmds={=u64} waits={=u64} over={} linux_cmds={=u64} linux_over={}{=str}",
+        profile,
+        c.name,
+        cmds,
+        waits,
+        over,
+        linux_cmds,
+        linux_over,
+        mark
+    );
     tryx!(e.core.attach(dev, DomainId::BLOCKED), "detach");
     tryx!(e.core.free_domain(dom), "free");
     Ok(())
