@@ -1,6 +1,8 @@
 //! Arm System MMU version 3.
 
 pub mod cmd;
+pub mod evtq;
+pub mod priq;
 pub mod regs;
 pub mod ste;
 pub mod user;
