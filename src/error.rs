@@ -18,6 +18,18 @@ pub enum Error {
         /// Its value.
         value: u64,
     },
+    /// The hardware refused an entry of one of its queues (a VT-d
+    /// invalidation descriptor, an SMMUv3 command); the driver repaired the
+    /// queue, which works again.
+    QueueEntry {
+        /// The register that said so, with the error it reported.
+        register: &'static str,
+        /// What the entry was (descriptor type or command name, as the
+        /// specification names it).
+        entry: &'static str,
+        /// Its index in the queue.
+        index: u32,
+    },
     /// The hardware does not offer what was asked for.
     Unsupported {
         /// What is missing.
@@ -194,6 +206,11 @@ impl fmt::Display for Error {
             }
             Error::OutOfRange { what, value } => write!(f, "{what} out of range: {value:#x}"),
             Error::Busy { what } => write!(f, "busy: {what}"),
+            Error::QueueEntry {
+                register,
+                entry,
+                index,
+            } => write!(f, "{register}: {entry} at queue index {index} refused"),
             Error::Overlap { iova } => write!(f, "already mapped at {iova:#x}"),
             Error::NotMapped { iova } => write!(f, "not mapped at {iova:#x}"),
             Error::SplitBlock { iova, size } => {

@@ -46,12 +46,19 @@ fn an_invalid_descriptor_is_reported_with_its_slot_and_repaired() {
             let d = rig.core.driver_mut();
             d.submit_raw(0, &[HARMLESS, bad, HARMLESS]).unwrap();
             let e = d.wait(0).unwrap_err();
-            let Error::Hardware { register, value } = e else {
+            let Error::QueueEntry {
+                register, index, ..
+            } = e
+            else {
                 panic!("{e:?}");
             };
             assert!(register.contains("FSTS.IQE"), "{register}");
             let log = rig.units[0].take_log();
-            assert_eq!(invalid_slots(&log), [value], "the slot the unit stopped at");
+            assert_eq!(
+                invalid_slots(&log),
+                [u64::from(index)],
+                "the slot the unit stopped at"
+            );
             assert_eq!(rig.units[0].fsts_errors(), 0, "IQE cleared");
             // The unit went on: the repaired slot, the descriptor after
             // it, and the wait that reported the error.
@@ -66,7 +73,7 @@ fn an_invalid_descriptor_is_reported_with_its_slot_and_repaired() {
             assert_eq!(after.len(), 3, "{after:?}");
             assert_eq!(
                 after[0],
-                (value, Inv::Context(CcScope::Global)),
+                (u64::from(index), Inv::Context(CcScope::Global)),
                 "repaired in place"
             );
             assert_eq!(after[1].1, Inv::Context(CcScope::Global));
@@ -87,7 +94,7 @@ fn a_descriptor_the_unit_lacks_is_invalid() {
     d.submit_raw(0, &[Desc([0x7 | (3 << 4), 0, 0, 0])]).unwrap();
     assert!(matches!(
         d.wait(0),
-        Err(Error::Hardware { register, .. }) if register.contains("IQE")
+        Err(Error::QueueEntry { register, .. }) if register.contains("IQE")
     ));
     d.wait(0).unwrap();
 }

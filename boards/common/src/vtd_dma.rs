@@ -375,12 +375,22 @@ fn queue_error_recovers(c: &Ctx) -> TestResult {
         // Type 0xf is no descriptor the specification defines.
         tryx!(u.submit(&hal, &[Desc([0xf, 0, 0, 0])]), "submit");
         match u.wait(&hal) {
-            Err(Error::Hardware { register, value }) => {
+            Err(Error::QueueEntry {
+                register,
+                entry,
+                index,
+            }) => {
                 check!(register.contains("IQE"), "error names {}", register);
+                check_eq!(
+                    entry,
+                    "an undefined descriptor type",
+                    "the descriptor named"
+                );
                 defmt::println!(
-                    "vtd_dma: invalid descriptor reported: {=str} = {=u64}",
+                    "vtd_dma: invalid descriptor reported: {=str}: {=str} at index {=u32}",
                     register,
-                    value
+                    entry,
+                    index
                 );
             }
             other => check!(false, "wait after an invalid descriptor gave {:?}", other),

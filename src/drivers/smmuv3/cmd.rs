@@ -127,3 +127,138 @@ impl Command {
         self.words
     }
 }
+
+/// CMDQ_CONS.ERR: the error of the command at CONS ([`cerror`]).
+pub const CONS_ERR: Field = Field::new(0, 30, 24);
+
+/// Values of [`CONS_ERR`].
+pub mod cerror {
+    /// No error.
+    pub const NONE: u64 = 0;
+    /// The command is illegal (unknown opcode, reserved fields, a form the
+    /// SMMU does not implement).
+    pub const ILL: u64 = 1;
+    /// Fetching the command aborted.
+    pub const ABT: u64 = 2;
+    /// An ATC invalidation before this CMD_SYNC timed out.
+    pub const ATC_INV_SYNC: u64 = 3;
+}
+
+/// CMD_SYNC polled through CONS (no interrupt, no event).
+pub fn sync() -> Command {
+    Command::new(op::CMD_SYNC).with(SYNC_CS, 0)
+}
+
+/// Invalidate the cached STE of `sid`.
+pub fn cfgi_ste(sid: u32) -> Command {
+    Command::new(op::CFGI_STE)
+        .with(SID, sid.into())
+        .with(LEAF, 1)
+}
+
+/// Invalidate every cached STE (and the CDs reached through them).
+pub fn cfgi_all() -> Command {
+    Command::new(op::CFGI_STE_RANGE).with(STE_RANGE, 31)
+}
+
+/// Invalidate the cached CD of (`sid`, `ssid`).
+pub fn cfgi_cd(sid: u32, ssid: u32, leaf: bool) -> Command {
+    Command::new(op::CFGI_CD)
+        .with(SID, sid.into())
+        .with(SSID, ssid.into())
+        .with(LEAF, leaf.into())
+}
+
+/// Every non-secure, non-hypervisor TLB entry (stage 1 and stage 2).
+pub fn tlbi_nsnh_all() -> Command {
+    Command::new(op::TLBI_NSNH_ALL)
+}
+
+/// Stage-1 entries of `asid` under `vmid`.
+pub fn tlbi_nh_asid(vmid: u16, asid: u16) -> Command {
+    Command::new(op::TLBI_NH_ASID)
+        .with(VMID, vmid.into())
+        .with(ASID, asid.into())
+}
+
+/// Every stage-1 entry under `vmid`.
+pub fn tlbi_nh_all(vmid: u16) -> Command {
+    Command::new(op::TLBI_NH_ALL).with(VMID, vmid.into())
+}
+
+/// Stage-1 and stage-2 entries of `vmid`.
+pub fn tlbi_s12_vmall(vmid: u16) -> Command {
+    Command::new(op::TLBI_S12_VMALL).with(VMID, vmid.into())
+}
+
+/// A TLBI address: one address, or (TG != 0) NUM + 1 blocks of 2^SCALE
+/// granules from it, with the leaf level TTL (0: unknown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    /// First address.
+    pub addr: u64,
+    /// Only leaf entries.
+    pub leaf: bool,
+    /// Range granule (0: a single address, 1: 4 KiB).
+    pub tg: u8,
+    /// Blocks minus one.
+    pub num: u8,
+    /// log2 of the block in granules.
+    pub scale: u8,
+    /// Level of the leaves (0 unknown, 1-3).
+    pub ttl: u8,
+}
+
+fn with_range(c: Command, r: &Range) -> Command {
+    c.with(ADDR, r.addr >> ADDR.lo)
+        .with(LEAF, r.leaf.into())
+        .with(TG, r.tg.into())
+        .with(NUM, r.num.into())
+        .with(SCALE, r.scale.into())
+        .with(TTL, r.ttl.into())
+}
+
+/// Stage-1 entries of `asid` under `vmid` for `r`.
+pub fn tlbi_nh_va(vmid: u16, asid: u16, r: &Range) -> Command {
+    with_range(
+        Command::new(op::TLBI_NH_VA)
+            .with(VMID, vmid.into())
+            .with(ASID, asid.into()),
+        r,
+    )
+}
+
+/// Stage-2 entries of `vmid` for `r` (input: IPA).
+pub fn tlbi_s2_ipa(vmid: u16, r: &Range) -> Command {
+    with_range(Command::new(op::TLBI_S2_IPA).with(VMID, vmid.into()), r)
+}
+
+/// The ATS translation cache of `sid` (at `ssid`), for 2^`size` pages at
+/// `addr` (aligned to them; [`ATC_SIZE_ALL`]: everything).
+pub fn atc_inv(sid: u32, ssid: Option<u32>, addr: u64, size: u8) -> Command {
+    Command::new(op::ATC_INV)
+        .with(SID, sid.into())
+        .with(SSV, ssid.is_some().into())
+        .with(SSID, ssid.unwrap_or(0).into())
+        .with(ATC_SIZE, size.into())
+        .with(ADDR, addr >> ADDR.lo)
+}
+
+/// Answer page request group `grpid` of (`sid`, `ssid`) with `resp`
+/// (0 denied, 1 failure, 2 success).
+pub fn pri_resp(sid: u32, ssid: Option<u32>, grpid: u16, resp: u64) -> Command {
+    Command::new(op::PRI_RESP)
+        .with(SID, sid.into())
+        .with(SSV, ssid.is_some().into())
+        .with(SSID, ssid.unwrap_or(0).into())
+        .with(PRI_GRPID, grpid.into())
+        .with(PRI_RESP, resp)
+}
+
+/// Retry (0) or abort (1) the transaction stalled with `stag` at `sid`.
+pub fn resume(sid: u32, stag: u16, abort: bool) -> Command {
+    Command::new(op::RESUME)
+        .with(SID, sid.into())
+        .with(RESUME_RESP, abort.into())
+        .with(RESUME_STAG, stag.into())
+}

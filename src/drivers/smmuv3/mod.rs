@@ -1,11 +1,16 @@
 //! Arm System MMU version 3.
 
+pub mod cd;
 pub mod cmd;
+pub mod cmdq;
 pub mod evtq;
 pub mod priq;
+pub mod queue;
 pub mod regs;
 pub mod ste;
+pub mod tlbi;
 pub mod user;
+pub mod writer;
 
 use core::ptr::NonNull;
 

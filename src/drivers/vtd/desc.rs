@@ -326,3 +326,19 @@ pub fn page_group_response(rid: u16, pasid: Option<u32>, prgi: u16, code: u64) -
         .with(PGR_LPIG, 1)
         .with(PGR_PRGI, prgi.into())
 }
+
+/// The specification's name of descriptor type `t` (bits 3:0), for errors.
+pub fn name(t: u64) -> &'static str {
+    match t {
+        ty::CONTEXT_CACHE => "context-cache invalidate",
+        ty::IOTLB => "IOTLB invalidate",
+        ty::DEVICE_TLB => "device-TLB invalidate",
+        ty::IEC => "interrupt entry cache invalidate",
+        ty::WAIT => "invalidation wait",
+        ty::PASID_IOTLB => "PASID-based IOTLB invalidate",
+        ty::PASID_CACHE => "PASID-cache invalidate",
+        ty::PASID_DEVICE_TLB => "PASID-based device-TLB invalidate",
+        ty::PAGE_GROUP_RESPONSE => "page group response",
+        _ => "an undefined descriptor type",
+    }
+}

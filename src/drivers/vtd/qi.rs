@@ -226,7 +226,8 @@ impl Qi {
 
     /// Report and repair a queue error. An invalid descriptor (IQE) is
     /// replaced by a harmless one (a global context-cache invalidation) so
-    /// the unit can go on; the error names FSTS.IQE and the slot.
+    /// the unit can go on; the error ([`Error::QueueEntry`]) names FSTS.IQE, the descriptor's
+    /// type and its slot.
     /// Device-TLB time-outs (ITE) and completion errors (ICE) are cleared
     /// and reported with FSTS in the value's low 32 bits and the queue
     /// slot the unit had reached (IQH) above them; the waits they aborted
@@ -236,10 +237,12 @@ impl Qi {
         if fsts.is_set(FSTS::IQE) {
             let bad = self.head(regs);
             let p = ptr(hal, self.ring + u64::from(bad) * self.size);
+            // SAFETY: the slot is in our ring; the unit stopped at it.
+            let entry = desc::name(unsafe { p.read_volatile() } & 0xf);
             let words = (self.size / 8) as usize;
             let fix = desc::context_global();
             for (i, w) in fix.0.iter().take(words).enumerate() {
-                // SAFETY: the slot is in our ring; the unit stopped at it.
+                // SAFETY: as above.
                 unsafe { p.add(i).write_volatile(*w) };
             }
             hal.flush_dcache(p as *const u8, self.size as usize);
@@ -248,9 +251,10 @@ impl Qi {
             // the repaired slot (QEMU fetches again only on a tail write).
             regs.fsts.write(FSTS::IQE::SET);
             regs.iqt.set(u64::from(self.rung) << self.shift());
-            return Err(Error::Hardware {
-                register: "FSTS.IQE (invalid descriptor at slot)",
-                value: u64::from(bad),
+            return Err(Error::QueueEntry {
+                register: "FSTS.IQE (invalid descriptor)",
+                entry,
+                index: bad,
             });
         }
         let at = (u64::from(self.head(regs)) << 32) | u64::from(fsts.get());
