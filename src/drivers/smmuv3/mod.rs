@@ -1,14 +1,20 @@
 //! Arm System MMU version 3.
 
 pub mod cd;
+pub mod cdtab;
 pub mod cmd;
 pub mod cmdq;
+pub mod driver;
 pub mod evtq;
+pub mod master;
 pub mod priq;
 pub mod queue;
+pub mod records;
 pub mod regs;
 pub mod ste;
+pub mod strtab;
 pub mod tlbi;
+pub mod unit;
 pub mod user;
 pub mod writer;
 
