@@ -17,6 +17,7 @@
 pub mod acpi;
 pub mod cmdline;
 pub mod console;
+pub mod dma_env;
 pub mod edu;
 pub mod edu_suite;
 pub mod embedding;

@@ -106,7 +106,7 @@ impl defmt::Format for Over {
 fn case(e: &mut Env, profile: &str, c: &Case, missed: &mut u32) -> TestResult {
     let dev = e.devs[0].id;
     let (mamv, psi_ok, large_1g) = {
-        let u = e.unit(0)?;
+        let u = crate::vtd_env::unit(e, 0)?;
         let cap = u.id.cap;
         let g = if u.second_level() {
             cap.sl_large_pages
@@ -142,12 +142,12 @@ fn case(e: &mut Env, profile: &str, c: &Case, missed: &mut u32) -> TestResult {
         at += leaf;
     }
     let before = {
-        let u = e.unit(0)?;
+        let u = crate::vtd_env::unit(e, 0)?;
         (u.qi.as_ref().map(|q| q.stats).unwrap_or_default(), u.stats)
     };
     tryx!(e.core.unmap_sync(dom, Iova(c.iova), c.len), "unmap_sync");
     let (q, s) = {
-        let u = e.unit(0)?;
+        let u = crate::vtd_env::unit(e, 0)?;
         (u.qi.as_ref().map(|q| q.stats).unwrap_or_default(), u.stats)
     };
     let waits = q.waits - before.0.waits;

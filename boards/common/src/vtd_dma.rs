@@ -7,16 +7,19 @@
 //! scalable mode, first- or second-level tables, large pages, caching
 //! mode), never from the profile's name.
 
-use iommu::core::{DeviceId, DeviceInfo, DomainId, Fault, PagingFlags};
+use iommu::core::{DeviceId, DeviceInfo, DomainId, PagingFlags};
 use iommu::drivers::vtd::desc::Desc;
 use iommu::drivers::vtd::fault::reason;
 use iommu::drivers::vtd::unit::Unit;
 use iommu::pgtable::Prot;
 use iommu::{Error, Iova, PhysAddr};
 
+pub(crate) use crate::dma_env::{
+    check_fault, holds, need_devices, no_fault, one_fault, paging, tag, unchanged,
+};
 use crate::edu::BUF_SIZE;
 use crate::harness::{Ctx, Failure, Suite, Test, TestResult};
-use crate::pool::{self, Page};
+use crate::pool;
 use crate::vtd_env::{Env, with_env};
 use crate::vtd_walk::{self, Entry};
 use crate::{check, check_eq, skip, tryx};
@@ -90,122 +93,12 @@ impl Mode {
 }
 
 pub(crate) fn unit(e: &mut Env, d: usize) -> Result<&mut Unit, Failure> {
-    e.unit(d)
+    crate::vtd_env::unit(e, d)
 }
 
 pub(crate) fn first_level(e: &mut Env, d: usize) -> Result<bool, Failure> {
     let u = unit(e, d)?;
     Ok(!u.second_level())
-}
-
-pub(crate) fn paging(e: &mut Env, d: usize) -> Result<DomainId, Failure> {
-    let dom = tryx!(
-        e.core.alloc_paging(e.devs[d].id, PagingFlags::empty()),
-        "alloc_paging"
-    );
-    e.capture_faults(dom)?;
-    Ok(dom)
-}
-
-pub(crate) fn tag(e: &Env, dom: DomainId) -> Result<u16, Failure> {
-    Ok(tryx!(e.core.domain_hw(dom), "domain_hw").tag as u16)
-}
-
-/// Check one fault record against what the device did.
-pub(crate) fn check_fault(
-    f: &Fault,
-    sid: u32,
-    addr: u64,
-    write: bool,
-    reasons: &[u16],
-) -> TestResult {
-    defmt::println!(
-        "vtd_dma: fault sid {=u32:#x} addr {=u64:#x} {=str} reason {=u16:#x}",
-        f.device,
-        f.addr,
-        if write { "write" } else { "read" },
-        f.reason
-    );
-    check_eq!(f.device, sid, "fault source-id");
-    check_eq!(f.addr, addr & !0xfff, "fault address");
-    let access = if write {
-        iommu::core::Access::WRITE
-    } else {
-        iommu::core::Access::READ
-    };
-    check!(
-        f.access.contains(access),
-        "fault access {:?}, want {:?}",
-        f.access,
-        access
-    );
-    check!(
-        reasons.contains(&f.reason),
-        "fault reason {:#x} not among {:x?}",
-        f.reason,
-        reasons
-    );
-    Ok(())
-}
-
-/// Exactly one fault reached the handler, for `dom`, matching.
-pub(crate) fn one_fault(
-    e: &mut Env,
-    dom: DomainId,
-    d: usize,
-    addr: u64,
-    write: bool,
-    reasons: &[u16],
-) -> TestResult {
-    let seen = e.faults()?;
-    check_eq!(seen.len(), 1, "faults routed to the handler ({:?})", seen);
-    check_eq!(
-        seen[0].0,
-        dom,
-        "fault routed to the domain attached at the device"
-    );
-    check_fault(&seen[0].1, e.devs[d].id.id, addr, write, reasons)
-}
-
-/// Nothing faulted.
-pub(crate) fn no_fault(e: &mut Env, d: usize) -> TestResult {
-    let seen = e.faults()?;
-    check!(seen.is_empty(), "unexpected faults {:?}", seen);
-    let raw = e.raw_faults(d)?;
-    check!(raw.is_empty(), "unexpected fault records {:?}", raw);
-    Ok(())
-}
-
-pub(crate) fn unchanged(p: &Page, seed: u32, what: &str) -> TestResult {
-    if let Some(i) = p.mismatch(seed, 0, BUF_SIZE) {
-        check!(false, "{}: byte {} changed to {:#x}", what, i, p.get(i));
-    }
-    Ok(())
-}
-
-pub(crate) fn holds(p: &Page, seed: u32, what: &str) -> TestResult {
-    if let Some(i) = p.mismatch(seed, 0, BUF_SIZE) {
-        check!(
-            false,
-            "{}: byte {} is {:#x}, want {:#x}",
-            what,
-            i,
-            p.get(i),
-            pool::pattern(seed, i)
-        );
-    }
-    Ok(())
-}
-
-pub(crate) fn need_devices(e: &Env, n: usize) -> TestResult {
-    if e.devs.len() < n {
-        skip!(
-            "needs {} edu devices behind VT-d, found {} (cargo xtask test --edus N)",
-            n,
-            e.devs.len()
-        );
-    }
-    Ok(())
 }
 
 /// The table an entry (read back independently) translates through, and
@@ -371,7 +264,7 @@ fn queue_error_recovers(c: &Ctx) -> TestResult {
     with_env(c, |e| {
         need_devices(e, 1)?;
         let hal = e.hal();
-        let u = e.unit(0)?;
+        let u = unit(e, 0)?;
         // Type 0xf is no descriptor the specification defines.
         tryx!(u.submit(&hal, &[Desc([0xf, 0, 0, 0])]), "submit");
         match u.wait(&hal) {
@@ -407,7 +300,7 @@ fn wait_times_out(c: &Ctx) -> TestResult {
         need_devices(e, 1)?;
         let hal = e.hal();
         let now = e.now;
-        let u = e.unit(0)?;
+        let u = unit(e, 0)?;
         let start = now();
         let r = u.stalled_wait(&hal, 20_000_000);
         let took = now() - start;

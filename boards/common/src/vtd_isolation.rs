@@ -232,9 +232,9 @@ pub(crate) fn stale_after_replace(c: &Ctx) -> TestResult {
         holds(&p1, 500, "through A again")?;
         p1.fill(503);
         p2.fill(504);
-        e.unit(0)?.set_skip_flush(true);
+        crate::vtd_env::unit(e, 0)?.set_skip_flush(true);
         let r = e.core.attach(dev, b);
-        e.unit(0)?.set_skip_flush(false);
+        crate::vtd_env::unit(e, 0)?.set_skip_flush(false);
         tryx!(r, "replace without flushes");
         e.dma_write(0, at, BUF_SIZE)?;
         check!(
@@ -246,7 +246,10 @@ pub(crate) fn stale_after_replace(c: &Ctx) -> TestResult {
             "vtd_dma: replaced attachment still used the old translation without flushes"
         );
         let hal = e.hal();
-        tryx!(e.unit(0)?.invalidate_all(&hal), "invalidate all");
+        tryx!(
+            crate::vtd_env::unit(e, 0)?.invalidate_all(&hal),
+            "invalidate all"
+        );
         e.dma_write(0, at, BUF_SIZE)?;
         holds(&p2, 500, "through B once flushed")?;
         no_fault(e, 0)?;
