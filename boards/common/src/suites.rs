@@ -704,8 +704,8 @@ static SELFTEST: Suite = Suite {
 };
 
 /// The suites to run on this platform.
-pub fn all(p: &Platform) -> heapless::Vec<&'static Suite, 8> {
-    let mut v: heapless::Vec<&'static Suite, 8> = heapless::Vec::new();
+pub fn all(p: &Platform) -> heapless::Vec<&'static Suite, 12> {
+    let mut v: heapless::Vec<&'static Suite, 12> = heapless::Vec::new();
     if cmdline::get(&p.cmdline, "iommu.bench") == Some("invalidate") {
         let _ = v.push(&crate::vtd_bench::VTD_BENCH);
         return v;
@@ -717,6 +717,7 @@ pub fn all(p: &Platform) -> heapless::Vec<&'static Suite, 8> {
     let _ = v.push(&crate::embedding::EMBEDDING);
     // Last: it turns translation on for the rest of the boot.
     let _ = v.push(&crate::vtd_dma::VTD_DMA);
+    let _ = v.push(&crate::smmu_dma::SMMU_DMA);
     if cmdline::get(&p.cmdline, "iommu.selftest").is_some() {
         let _ = v.push(&SELFTEST);
     }

@@ -146,7 +146,6 @@ impl CmdQueue {
         timeout_ns: u64,
         publish: bool,
     ) -> Result<(), Error> {
-        let at = self.prod;
         self.push(hal, regs, cmd::sync())?;
         let after = self.prod;
         if publish {
@@ -155,8 +154,9 @@ impl CmdQueue {
         let start = hal.now_ns();
         loop {
             let cons = regs.cmdq_cons.get();
-            // Consumed once CONS left [at, after).
-            if !self.q.between(cons, at, after) {
+            // Consumed once CONS reached the entry after it: nothing is
+            // queued behind a sync while the driver waits for it.
+            if self.q.used(after, cons) == 0 {
                 fence(Ordering::SeqCst);
                 return Ok(());
             }

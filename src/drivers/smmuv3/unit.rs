@@ -27,6 +27,8 @@ pub const MAX_IDS: usize = 1024;
 /// The VMID of stage-1-only STEs (their TLB entries carry it on an SMMU
 /// with stage 2); never given to a domain.
 pub const VMID_S1: u16 = 0;
+/// Event queue entries: 2^7 (one page).
+pub const EVENTQ_LOG2: u32 = 7;
 /// ASID 0: never handed out.
 const ASID_RESERVED: u16 = 0;
 
@@ -284,7 +286,10 @@ impl Unit {
             self.cmdq = Some(CmdQueue::new(hal, i1.cmdq_log2.into())?);
         }
         if self.evtq.is_none() {
-            let q = Queue::new(hal, i1.eventq_log2.into(), evtq::BYTES)?;
+            // One page: the driver drains it by polling, and a burst that
+            // overflows it is counted (the faults it lost are gone).
+            let log2 = u32::from(i1.eventq_log2).min(EVENTQ_LOG2);
+            let q = Queue::new(hal, log2, evtq::BYTES)?;
             self.evtq = Some(q);
         }
         if i0.pri && self.priq.is_none() {
