@@ -102,6 +102,8 @@ pub struct Profile {
     pub board: Board,
     pub what: &'static str,
     args: &'static [&'static str],
+    /// Words added to the target's command line.
+    pub cmdline: &'static [&'static str],
 }
 
 impl Profile {
@@ -116,6 +118,7 @@ pub const PROFILES: &[Profile] = &[
         board: Board::Q35,
         what: "q35 + intel-iommu, legacy (root/context) mode",
         args: &["-machine", "q35", "-device", "intel-iommu"],
+        cmdline: &[],
     },
     Profile {
         name: "q35-scalable",
@@ -127,6 +130,7 @@ pub const PROFILES: &[Profile] = &[
             "-device",
             "intel-iommu,x-scalable-mode=on,x-pasid-mode=on",
         ],
+        cmdline: &[],
     },
     Profile {
         name: "q35-flts",
@@ -138,6 +142,7 @@ pub const PROFILES: &[Profile] = &[
             "-device",
             "intel-iommu,x-scalable-mode=on,x-flts=on,x-pasid-mode=on,aw-bits=48",
         ],
+        cmdline: &[],
     },
     Profile {
         name: "q35-legacy-aw39-cm",
@@ -149,6 +154,7 @@ pub const PROFILES: &[Profile] = &[
             "-device",
             "intel-iommu,aw-bits=39,caching-mode=on",
         ],
+        cmdline: &[],
     },
     Profile {
         name: "q35-scalable-aw39-cm",
@@ -160,18 +166,28 @@ pub const PROFILES: &[Profile] = &[
             "-device",
             "intel-iommu,x-scalable-mode=on,x-pasid-mode=on,aw-bits=39,caching-mode=on",
         ],
+        cmdline: &[],
     },
     Profile {
         name: "virt-nested",
         board: Board::Virt,
         what: "virt + SMMUv3 with stage 1 and stage 2 (QEMU >= 9.2 default)",
         args: &["-machine", "virt,iommu=smmuv3"],
+        cmdline: &[],
+    },
+    Profile {
+        name: "virt-nested-linear",
+        board: Board::Virt,
+        what: "virt-nested with the driver told to use a linear stream table",
+        args: &["-machine", "virt,iommu=smmuv3"],
+        cmdline: &["iommu.smmu-strtab=linear"],
     },
     Profile {
         name: "virt-s1",
         board: Board::Virt,
         what: "virt-9.1 + SMMUv3, stage 1 only",
         args: &["-machine", "virt-9.1,iommu=smmuv3"],
+        cmdline: &[],
     },
 ];
 

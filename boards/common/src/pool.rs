@@ -14,7 +14,9 @@ use iommu::hal::{Hal, PAGE_SIZE};
 /// Pages in the pool (8 MiB).
 pub const PAGES: usize = 2048;
 
-#[repr(C, align(4096))]
+/// Aligned to the largest run (16 pages): a run's address is then
+/// aligned to its size, as the `Hal` contract requires.
+#[repr(C, align(65536))]
 struct Memory(UnsafeCell<[u8; PAGES * PAGE_SIZE as usize]>);
 
 // SAFETY: every byte is reached only through allocations the bitmap hands
@@ -141,4 +143,28 @@ pub fn pattern(seed: u32, i: usize) -> u8 {
         .wrapping_mul(0x9e37_79b9)
         .wrapping_add(i as u32 * 0x85eb_ca6b);
     (x >> 24) as u8 ^ (i as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_aligned_to_their_size_and_given_back() {
+        let hal = PoolHal { now: || 0 };
+        let before = pages_in_use();
+        let mut got = heapless::Vec::<(PhysAddr, usize), 16>::new();
+        for count in [1, 16, 2, 8, 4, 16] {
+            let p = hal.alloc_pages(count).expect("room");
+            assert_eq!(p.get() % (count as u64 * PAGE_SIZE), 0, "{count} pages aligned");
+            got.push((p, count)).unwrap();
+        }
+        assert!(hal.alloc_pages(3).is_none(), "not a power of two");
+        assert!(hal.alloc_pages(32).is_none(), "more than 16");
+        for (p, count) in got {
+            // SAFETY: allocated above, unused.
+            unsafe { hal.free_pages(p, count) };
+        }
+        assert_eq!(pages_in_use(), before);
+    }
 }
