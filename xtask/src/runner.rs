@@ -80,7 +80,12 @@ fn count_edus(args: &[String]) -> usize {
 /// The kernel command line the target reads its instructions from.
 fn cmdline(profile: &Profile, edus: usize, custom: bool, extra: &[String]) -> String {
     let mut c = format!("iommu.profile={} iommu.edus={edus}", profile.name);
-    for w in profile.cmdline.iter().copied().chain(extra.iter().map(|s| s.as_str())) {
+    for w in profile
+        .cmdline
+        .iter()
+        .copied()
+        .chain(extra.iter().map(|s| s.as_str()))
+    {
         c.push(' ');
         c.push_str(w);
     }

@@ -29,6 +29,7 @@ pub mod pool;
 pub mod smmu_dma;
 pub mod smmu_env;
 pub mod smmu_isolation;
+pub mod smmu_nested;
 pub mod smmu_walk;
 pub mod suites;
 pub mod vtd_bench;

@@ -35,6 +35,11 @@ pub fn pages_in_use() -> u32 {
     USED.lock().iter().map(|w| w.count_ones()).sum()
 }
 
+/// The pool's physical range: (first byte, length).
+pub fn span() -> (u64, u64) {
+    (base(), PAGES as u64 * PAGE_SIZE)
+}
+
 /// Whether `phys` lies in the pool.
 pub fn contains(phys: u64) -> bool {
     phys >= base() && phys < base() + PAGES as u64 * PAGE_SIZE
@@ -156,7 +161,11 @@ mod tests {
         let mut got = heapless::Vec::<(PhysAddr, usize), 16>::new();
         for count in [1, 16, 2, 8, 4, 16] {
             let p = hal.alloc_pages(count).expect("room");
-            assert_eq!(p.get() % (count as u64 * PAGE_SIZE), 0, "{count} pages aligned");
+            assert_eq!(
+                p.get() % (count as u64 * PAGE_SIZE),
+                0,
+                "{count} pages aligned"
+            );
             got.push((p, count)).unwrap();
         }
         assert!(hal.alloc_pages(3).is_none(), "not a power of two");

@@ -459,5 +459,9 @@ pub static SMMU_DMA: Suite = Suite {
             name: "cycles_and_10000_maps_leak_nothing",
             run: cycles_leak_nothing,
         },
+        Test {
+            name: "nested_end_to_end",
+            run: crate::smmu_nested::nested_end_to_end,
+        },
     ],
 };
