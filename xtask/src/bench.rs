@@ -23,9 +23,16 @@ pub const BENCHES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The profiles `bench invalidate` boots: one per way the VT-d driver
-/// invalidates (second level legacy / scalable, first level).
-const INVALIDATE_PROFILES: &[&str] = &["q35-legacy", "q35-scalable", "q35-flts"];
+/// The profiles `bench invalidate` boots: one per way each driver
+/// invalidates (VT-d second level legacy / scalable, first level; SMMUv3
+/// on an SMMU with both stages and with stage 1 only).
+const INVALIDATE_PROFILES: &[&str] = &[
+    "q35-legacy",
+    "q35-scalable",
+    "q35-flts",
+    "virt-nested",
+    "virt-s1",
+];
 
 /// `bench invalidate`: boot each profile with `iommu.bench=invalidate` and
 /// print the rows the target measured.

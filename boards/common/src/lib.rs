@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod acpi;
+pub mod bench;
 pub mod cmdline;
 pub mod console;
 pub mod dma_env;
@@ -32,7 +33,6 @@ pub mod smmu_isolation;
 pub mod smmu_nested;
 pub mod smmu_walk;
 pub mod suites;
-pub mod vtd_bench;
 pub mod vtd_dma;
 pub mod vtd_env;
 pub mod vtd_isolation;

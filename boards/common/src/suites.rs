@@ -707,7 +707,7 @@ static SELFTEST: Suite = Suite {
 pub fn all(p: &Platform) -> heapless::Vec<&'static Suite, 12> {
     let mut v: heapless::Vec<&'static Suite, 12> = heapless::Vec::new();
     if cmdline::get(&p.cmdline, "iommu.bench") == Some("invalidate") {
-        let _ = v.push(&crate::vtd_bench::VTD_BENCH);
+        let _ = v.push(&crate::bench::BENCH);
         return v;
     }
     let _ = v.push(&DISCOVERY);

@@ -346,6 +346,16 @@ impl<H: Hal + Clone, const N: usize> Smmu<H, N> {
         let kind = tag.id & TAG_KIND;
         let mut out: Result<(), Error> = Ok(());
         let mut push = |u: &mut Unit, c: Command| {
+            // Pages a TLBI names: a range's blocks, or one leaf.
+            match c.opcode() {
+                cmd::op::TLBI_NH_VA | cmd::op::TLBI_S2_IPA if c.get(cmd::TG) != 0 => {
+                    u.stats.pages_invalidated += (c.get(cmd::NUM) + 1) << c.get(cmd::SCALE);
+                }
+                cmd::op::TLBI_NH_VA | cmd::op::TLBI_S2_IPA => {
+                    u.stats.pages_invalidated += page_size.max(4096) / 4096;
+                }
+                _ => u.stats.whole_invalidations += 1,
+            }
             if out.is_ok() {
                 out = u.submit(hal, &[c]);
             }

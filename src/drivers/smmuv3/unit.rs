@@ -48,6 +48,10 @@ pub struct UnitStats {
     pub pri_overflows: u32,
     /// Events drained.
     pub events: u64,
+    /// 4 KiB pages named by the TLBI address commands queued.
+    pub pages_invalidated: u64,
+    /// TLBIs of a whole ASID or VMID queued.
+    pub whole_invalidations: u64,
 }
 
 /// A bitmap of IDs below [`MAX_IDS`].
