@@ -271,10 +271,10 @@ fn case<D: Measured>(e: &mut Env<D>, profile: &str, c: &Case, missed: &mut u32) 
     let after = e.core.driver().counters(instance);
     let [cmds, waits, pages, whole] = core::array::from_fn(|i| after[i] - before[i]);
     let unmapped = c.len / (4 * KB);
-    let (linux_cmds, linux_pages) = e
-        .core
-        .driver()
-        .linux(instance, c.iova, c.iova + c.len, leaf, tables);
+    let (linux_cmds, linux_pages) =
+        e.core
+            .driver()
+            .linux(instance, c.iova, c.iova + c.len, leaf, tables);
     let over_ok = whole == 0 && pages <= 2 * unmapped;
     let ok = waits == 1 && cmds <= linux_cmds + D::SLACK && over_ok;
     if !ok {

@@ -18,6 +18,7 @@ pub mod acpi;
 pub mod bench;
 pub mod cmdline;
 pub mod console;
+pub mod cpu_window;
 pub mod dma_env;
 pub mod edu;
 pub mod edu_suite;
@@ -33,6 +34,7 @@ pub mod smmu_isolation;
 pub mod smmu_nested;
 pub mod smmu_walk;
 pub mod suites;
+pub mod sva;
 pub mod vtd_dma;
 pub mod vtd_env;
 pub mod vtd_isolation;
@@ -46,6 +48,19 @@ pub struct BoardOps {
     pub exit: fn(code: u8) -> !,
     /// Monotonic time in nanoseconds since an arbitrary origin.
     pub now_ns: fn() -> u64,
+    /// The CPU's own translation, shared with devices by SVA.
+    pub cpu: CpuOps,
+}
+
+/// The CPU's own translation: its page-table root and format, and the TLB
+/// maintenance after a change.
+#[derive(Clone, Copy)]
+pub struct CpuOps {
+    /// Physical address of the page-table root the CPU translates through
+    /// (CR3, TTBR0_EL1) and its format.
+    pub space: fn() -> (u64, iommu::core::CpuFormat),
+    /// Drop what the CPU cached of the page at a virtual address.
+    pub flush_va: fn(u64),
 }
 
 /// Shared main: discovery report, PCI bring-up and the test suites. Never returns.

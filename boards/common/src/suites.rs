@@ -718,6 +718,7 @@ pub fn all(p: &Platform) -> heapless::Vec<&'static Suite, 12> {
     // Last: it turns translation on for the rest of the boot.
     let _ = v.push(&crate::vtd_dma::VTD_DMA);
     let _ = v.push(&crate::smmu_dma::SMMU_DMA);
+    let _ = v.push(&crate::sva::SVA);
     if cmdline::get(&p.cmdline, "iommu.selftest").is_some() {
         let _ = v.push(&SELFTEST);
     }

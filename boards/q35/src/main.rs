@@ -16,10 +16,10 @@ mod io;
 mod paging;
 mod start_info;
 
-use iommu_board::BoardOps;
 use iommu_board::acpi::{self, PhysMem};
 use iommu_board::harness::EXIT_DISCOVERY;
 use iommu_board::platform::{Platform, WindowKind};
+use iommu_board::{BoardOps, CpuOps};
 
 /// Physical memory as the boot identity map exposes it (0..4 GiB).
 struct Identity;
@@ -115,6 +115,10 @@ extern "C" fn q35_start(start_info: u64) -> ! {
             BoardOps {
                 exit: io::exit,
                 now_ns: io::now_ns,
+                cpu: CpuOps {
+                    space: paging::cpu_space,
+                    flush_va: paging::flush_va,
+                },
             },
         ),
         Err(e) => {

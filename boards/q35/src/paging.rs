@@ -65,3 +65,17 @@ pub fn map_up_to(end: u64) -> u64 {
     }
     gib as u64 * PD_SPAN
 }
+
+/// The CPU's page-table root (CR3) and format, for SVA.
+pub fn cpu_space() -> (u64, iommu::core::CpuFormat) {
+    let (frame, _) = Cr3::read();
+    (
+        frame.start_address().as_u64(),
+        iommu::core::CpuFormat::X86_64 { five_level: false },
+    )
+}
+
+/// Drop the CPU's translation of the page at `va`.
+pub fn flush_va(va: u64) {
+    x86_64::instructions::tlb::flush(x86_64::VirtAddr::new_truncate(va));
+}

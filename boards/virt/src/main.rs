@@ -21,7 +21,7 @@ use aarch64_cpu::registers::{CNTFRQ_EL0, CNTVCT_EL0, Readable};
 use iommu_board::fdt::{self, Fdt};
 use iommu_board::harness::EXIT_DISCOVERY;
 use iommu_board::platform::Platform;
-use iommu_board::{BoardOps, board_main};
+use iommu_board::{BoardOps, CpuOps, board_main};
 
 unsafe extern "C" {
     /// Where QEMU puts the DTB when x0 does not carry it (`link/virt.ld`).
@@ -107,6 +107,10 @@ extern "C" fn virt_main(x0: usize) -> ! {
             BoardOps {
                 exit: semihosting::exit,
                 now_ns,
+                cpu: CpuOps {
+                    space: mmu::cpu_space,
+                    flush_va: mmu::flush_va,
+                },
             },
         ),
         Err(e) => {

@@ -236,3 +236,30 @@ pub fn enable(ram: &[Region], limit: u64) -> Result<Mapped, Error> {
         tables: used,
     })
 }
+
+/// The CPU's page-table root (TTBR0_EL1) and format (TCR_EL1, MAIR_EL1),
+/// for SVA.
+pub fn cpu_space() -> (u64, iommu::core::CpuFormat) {
+    (
+        TTBR0_EL1.get_baddr(),
+        iommu::core::CpuFormat::Aarch64 {
+            tcr: TCR_EL1.get(),
+            mair: MAIR_EL1.get(),
+        },
+    )
+}
+
+/// Drop the CPU's translation of the page at `va` (every ASID).
+pub fn flush_va(va: u64) {
+    // SAFETY: TLB maintenance and barriers only; no memory is accessed.
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi vaae1is, {0}",
+            "dsb ish",
+            "isb",
+            in(reg) (va >> 12) & ((1 << 44) - 1),
+            options(nostack, preserves_flags)
+        );
+    }
+}
