@@ -54,7 +54,7 @@ impl CpuWindow {
                 });
             }
         };
-        if base % SPAN != 0 {
+        if !base.is_multiple_of(SPAN) {
             return Err(Error::Unaligned {
                 value: base,
                 align: SPAN,
