@@ -8,6 +8,8 @@ use std::fs;
 use std::path::Path;
 
 use iommu::core::{Access, Fault, FaultKind};
+use iommu::drivers::smmuv3::user::{SmmuV3Inv, SmmuV3Ste, SmmuV3SteCaps, TlbiRange};
+use iommu::drivers::smmuv3::{evtq, priq};
 use iommu::drivers::vtd::user::{VtdS1, VtdS1Caps, VtdS1Inv};
 use iommu::drivers::vtd::{fault, prq};
 use iommu_fuzz as input;
@@ -149,4 +151,185 @@ fn main() {
         prqs.push(input::prq::encode(instance, words));
     }
     write("vtd_prq", &prqs);
+
+    // smmu_ste: entries the crate accepts, re-encoded with `to_bytes`.
+    let smmu_all = SmmuV3SteCaps {
+        ssid_bits: 20,
+        oas_bits: 48,
+        two_level_cd: true,
+    };
+    let smmu_none = SmmuV3SteCaps {
+        ssid_bits: 0,
+        oas_bits: 40,
+        two_level_cd: false,
+    };
+    // Dword 0: V 0, Config 3:1, S1Fmt 5:4, S1ContextPtr 51:6, S1CDMax
+    // 63:59; dword 1: S1DSS 1:0, S1CIR/COR/CSH 7:2, S1STALLD 27, EATS 29:28.
+    let ste0 =
+        |cfg: u64, fmt: u64, ptr: u64, cd_max: u64| 1 | cfg << 1 | fmt << 4 | ptr | cd_max << 59;
+    let mut stes = Vec::new();
+    for (caps, words) in [
+        // Invalid (V = 0), with junk: kept as zeros.
+        (smmu_none, [0xdead_beef_0000_0000, u64::MAX]),
+        // Abort, bypass.
+        (smmu_none, [ste0(0b000, 0, 0, 0), 0]),
+        (smmu_none, [ste0(0b100, 0, 0, 0), 1 << 28]),
+        // Stage 1, one descriptor, then with substreams.
+        (
+            smmu_none,
+            [ste0(0b101, 0, 0x1000, 0), 0b01_01_01 << 2 | 1 << 28],
+        ),
+        (smmu_all, [ste0(0b101, 1, 0x8000_0040, 8), 1 | 1 << 27]),
+        (
+            smmu_all,
+            [ste0(0b101, 2, 0xffff_ffff_ffc0, 20), 2 | 1 << 28],
+        ),
+    ] {
+        let v = SmmuV3Ste::from_words(words, &caps).expect("seed STE accepted");
+        stes.push(input::ste::encode(&caps, &v.to_bytes()));
+        let mut long = v.to_bytes().to_vec();
+        long.resize(24, 0);
+        stes.push(input::ste::encode(&caps, &long));
+    }
+    write("smmu_ste", &stes);
+
+    // smmu_cmds: arrays of commands built with `to_bytes`, naming the
+    // guest's virtual StreamIDs.
+    let ids = [(1, 0x100), (2, 0x200), (0x8, 0x10_0008)];
+    let range = |addr, tg, num| TlbiRange {
+        addr,
+        leaf: true,
+        num,
+        scale: 0,
+        tg,
+        ttl: if tg == 0 { 0 } else { 3 },
+    };
+    let cmd_list = [
+        SmmuV3Inv::TlbiNhAll,
+        SmmuV3Inv::TlbiNhAsid { asid: 7 },
+        SmmuV3Inv::TlbiNhVa {
+            asid: 7,
+            range: range(0x4000_0000, 0, 0),
+        },
+        SmmuV3Inv::TlbiNhVaa {
+            range: range(0x20_0000, 1, 31),
+        },
+        SmmuV3Inv::AtcInv {
+            sid: 1,
+            ssid: Some(5),
+            addr: 0x10_0000,
+            size: 8,
+            global: true,
+        },
+        SmmuV3Inv::AtcInv {
+            sid: 2,
+            ssid: None,
+            addr: 0,
+            size: 52,
+            global: false,
+        },
+        SmmuV3Inv::CfgiCd {
+            sid: 8,
+            ssid: 3,
+            leaf: true,
+        },
+        SmmuV3Inv::CfgiCdAll { sid: 1 },
+    ];
+    let b: Vec<[u8; 16]> = cmd_list.iter().map(SmmuV3Inv::to_bytes).collect();
+    for (c, bytes) in cmd_list.iter().zip(&b) {
+        assert_eq!(SmmuV3Inv::parse(bytes), Ok(*c));
+    }
+    let smmu_cmds = vec![
+        input::cmds::encode(&ids, 16, &[&b[0]]),
+        input::cmds::encode(&ids, 16, &[&b[0], &b[1], &b[2], &b[3]]),
+        input::cmds::encode(&ids, 16, &[&b[4], &b[5], &b[6], &b[7]]),
+        input::cmds::encode(&ids[..1], 24, &[&b[7], &b[2], &b[4]]),
+        // The guest does not have virtual StreamID 8.
+        input::cmds::encode(&ids[..2], 16, &[&b[1], &b[6]]),
+    ];
+    write("smmu_cmds", &smmu_cmds);
+
+    // smmu_evt: events built with `evtq::encode`.
+    let event = |device, pasid, addr, access, stall: Option<u16>, reason| Fault {
+        instance: 0,
+        device,
+        pasid,
+        addr,
+        access,
+        group: stall.unwrap_or(0),
+        last: true,
+        kind: if stall.is_some() {
+            FaultKind::Stall
+        } else {
+            FaultKind::Unrecoverable
+        },
+        reason,
+    };
+    let mut evts = Vec::new();
+    for (instance, f) in [
+        (
+            0u16,
+            event(0x10, None, 0x1234_5678, Access::READ, None, 0x10),
+        ),
+        (
+            1,
+            event(
+                0x8_0000,
+                Some(0x42),
+                0xffff_0000_dead_b000,
+                Access::WRITE | Access::PRIV,
+                Some(0x1234),
+                0x13,
+            ),
+        ),
+        (
+            2,
+            event(
+                u32::MAX,
+                Some(0xf_ffff),
+                0,
+                Access::READ | Access::EXEC,
+                None,
+                0x04,
+            ),
+        ),
+    ] {
+        let words = evtq::encode(&f);
+        assert_eq!(evtq::decode(0, words), Some(f));
+        evts.push(input::evt::encode(instance, words));
+    }
+    write("smmu_evt", &evts);
+
+    // smmu_pri: page requests built with `priq::encode`.
+    let mut pris = Vec::new();
+    for (instance, f) in [
+        (0u16, req(0x0010, None, 0x4000_0000, Access::READ, 0, true)),
+        (
+            1,
+            req(
+                0x8_0000,
+                Some(1),
+                0x7fff_f000,
+                Access::READ | Access::WRITE,
+                5,
+                false,
+            ),
+        ),
+        (
+            3,
+            req(
+                u32::MAX,
+                Some(0xf_ffff),
+                0xffff_ffff_ffff_f000,
+                Access::all(),
+                0x1ff,
+                true,
+            ),
+        ),
+    ] {
+        let words = priq::encode(&f);
+        assert_eq!(priq::decode(0, words), Some(f));
+        pris.push(input::pri::encode(instance, words));
+    }
+    write("smmu_pri", &pris);
 }
