@@ -31,12 +31,11 @@ pub const GRPID: Field = Field::new(1, 8, 0);
 /// Page address, bits 63:12 in place.
 pub const ADDR: Field = Field::new(1, 63, 12);
 
-/// Decode a record of SMMU `instance` into a page request. `None` for an
-/// all-zero record (nothing was written there).
-pub fn decode(instance: u16, words: [u64; DWORDS]) -> Option<Fault> {
-    if words == [0; DWORDS] {
-        return None;
-    }
+/// Decode a record of SMMU `instance` into a page request. Every record
+/// between CONS and PROD is one, even with every field zero (StreamID 0,
+/// group 0, address 0 is a request that must be answered), so there is no
+/// "nothing written" value.
+pub fn decode(instance: u16, words: [u64; DWORDS]) -> Fault {
     let mut access = Access::empty();
     for (f, a) in [
         (READ, Access::READ),
@@ -48,7 +47,7 @@ pub fn decode(instance: u16, words: [u64; DWORDS]) -> Option<Fault> {
             access |= a;
         }
     }
-    Some(Fault {
+    Fault {
         instance,
         device: SID.get(&words) as u32,
         pasid: (SSV.get(&words) != 0).then(|| SSID.get(&words) as u32),
@@ -58,7 +57,7 @@ pub fn decode(instance: u16, words: [u64; DWORDS]) -> Option<Fault> {
         last: LAST.get(&words) != 0,
         kind: FaultKind::PageRequest,
         reason: 0,
-    })
+    }
 }
 
 /// A record's words, for tests and models (the inverse of [`decode`]).

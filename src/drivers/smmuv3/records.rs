@@ -85,10 +85,8 @@ impl Unit {
         let mut n = 0;
         while !q.empty(prod, cons) && n < out.len() {
             let words: [u64; priq::DWORDS] = read(hal, &q, cons);
-            if let Some(f) = priq::decode(self.instance, words) {
-                out[n] = f;
-                n += 1;
-            }
+            out[n] = priq::decode(self.instance, words);
+            n += 1;
             cons = q.next(cons);
         }
         if prod & OVERFLOW != self.page1().priq_cons.get() & OVERFLOW {
