@@ -25,6 +25,7 @@ pub mod edu_suite;
 pub mod embedding;
 pub mod fdt;
 pub mod harness;
+pub mod iopf;
 pub mod pci;
 pub mod platform;
 pub mod pool;

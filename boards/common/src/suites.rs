@@ -719,6 +719,7 @@ pub fn all(p: &Platform) -> heapless::Vec<&'static Suite, 12> {
     let _ = v.push(&crate::vtd_dma::VTD_DMA);
     let _ = v.push(&crate::smmu_dma::SMMU_DMA);
     let _ = v.push(&crate::sva::SVA);
+    let _ = v.push(&crate::iopf::IOPF);
     if cmdline::get(&p.cmdline, "iommu.selftest").is_some() {
         let _ = v.push(&SELFTEST);
     }
