@@ -45,6 +45,7 @@ fn invalidate() -> Result<bool> {
         edus: 1,
         host: false,
         cmdline_extra: vec!["iommu.bench=invalidate".into()],
+        log: false,
     };
     let chosen: Vec<_> = INVALIDATE_PROFILES
         .iter()
@@ -54,8 +55,12 @@ fn invalidate() -> Result<bool> {
     println!("== bench invalidate (per unmap + sync; over = pages invalidated / pages unmapped)");
     let mut ok = true;
     for p in chosen {
-        let pr =
-            crate::runner::run_profile(p, crate::runner::elf_of(&elves, p.board), &opts, false)?;
+        let pr = crate::runner::run_profile(
+            p,
+            crate::runner::elf_of(&elves, p.board),
+            &opts,
+            crate::runner::View::Tests,
+        )?;
         for row in &pr.rows {
             println!("{row}");
         }

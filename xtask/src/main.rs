@@ -2,7 +2,10 @@
 //!
 //! - `setup`: install the bare-metal targets and QEMU >= 10.0 (Debian, as root).
 //! - `build`: build both board images.
-//! - `run [--profile P]...`: boot machines and print their decoded defmt log.
+//! - `run [--profile P]... [--log]`: the guided tour: boot one machine per
+//!   board and walk through what the crate does, each step checked; exits
+//!   non-zero unless every step went as expected. `--log` instead runs the
+//!   test suites and prints the whole decoded defmt log.
 //! - `test [--profile P]...`: host tests, then every profile (or those named);
 //!   one line per test and `N passed, M failed` last.
 //! - `bench [NAME] [-- ARGS]`: host benchmarks in release (`pgtable`) and the
@@ -63,6 +66,8 @@ pub struct Options {
     pub host: bool,
     /// Words added to the target's command line.
     pub cmdline_extra: Vec<String>,
+    /// `run`: print the suites' whole log instead of the tour.
+    pub log: bool,
 }
 
 fn parse_options(args: &[String]) -> Result<Options> {
@@ -74,6 +79,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         edus: 3,
         host: true,
         cmdline_extra: vec![],
+        log: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -98,6 +104,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
             "--memory" => o.memory = value(flag)?,
             "--edus" => o.edus = value(flag)?.parse().map_err(|_| "--edus takes a number")?,
             "--no-host" => o.host = false,
+            "--log" => o.log = true,
             other => return fail(format!("unknown option {other}; see `cargo xtask help`")),
         }
     }
@@ -118,7 +125,7 @@ fn help() {
     println!("  setup                 install rustup targets and QEMU >= 10.0 (Debian, root)");
     println!("  build                 build both board images");
     println!(
-        "  run   [options]       boot machines, print the decoded log (default: {})",
+        "  run   [options]       the guided tour on {} (--log: the suites' whole log)",
         profiles::DEFAULT_RUN.join(", ")
     );
     println!("  test  [options]       host tests + every profile (or those named)");
@@ -128,7 +135,7 @@ fn help() {
     }
     println!();
     println!("options: --profile NAME (repeatable)  --qemu-arg ARG (repeatable)  --timeout SECS");
-    println!("         --memory SIZE  --edus N  --no-host\n");
+    println!("         --memory SIZE  --edus N  --no-host  --log\n");
     println!("profiles:");
     for p in profiles::PROFILES {
         println!("  {:<14} {}", p.name, p.what);

@@ -100,14 +100,26 @@ fn cmdline(profile: &Profile, edus: usize, custom: bool, extra: &[String]) -> St
     c
 }
 
-/// Boot `profile` once. `echo` prints every decoded frame (the `run` view);
-/// otherwise one line per finished test (the `test` view).
+/// What a run prints while it goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// One line per finished test (`test`, `bench`).
+    Tests,
+    /// Every decoded frame (`run --log`).
+    Log,
+    /// The tour: its `tour:` lines, what the steps logged, each step's
+    /// verdict (`run`).
+    Tour,
+}
+
+/// Boot `profile` once, printing as `view` says.
 pub fn run_profile(
     profile: &Profile,
     elf: &PathBuf,
     opts: &Options,
-    echo: bool,
+    view: View,
 ) -> Result<ProfileRun> {
+    let echo = view == View::Log;
     let elf_bytes = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
     let table = Table::parse(&elf_bytes)
         .map_err(|e| format!("defmt table of {}: {e}", elf.display()))?
@@ -129,7 +141,7 @@ pub fn run_profile(
     ));
 
     let qemu = profile.board.qemu();
-    if echo {
+    if view != View::Tests {
         println!("[{}] {qemu} {}", profile.name, args.join(" "));
     }
     let mut child = Command::new(qemu)
@@ -190,7 +202,16 @@ pub fn run_profile(
                                 rows.push(row.to_string());
                             }
                             let t = start.elapsed().as_secs_f64();
+                            let in_step = run.running.is_some();
                             let harness = run.feed(&msg, t);
+                            if view == View::Tour {
+                                tour_line(profile.name, &msg, in_step && !harness);
+                                // Each verdict right under its step's lines.
+                                for r in &run.results[printed..] {
+                                    print_result(profile.name, r, view);
+                                }
+                                printed = run.results.len();
+                            }
                             if echo {
                                 // println! frames carry no level; show levels only where present.
                                 match frame.level() {
@@ -201,7 +222,8 @@ pub fn run_profile(
                                     ),
                                     None => println!("[{}] {t:7.3} {msg}", profile.name),
                                 }
-                            } else if !harness {
+                            }
+                            if !echo && !harness {
                                 log_tail.push_back(msg);
                                 if log_tail.len() > 40 {
                                     log_tail.pop_front();
@@ -214,7 +236,7 @@ pub fn run_profile(
                 }
                 if !echo {
                     for r in &run.results[printed..] {
-                        print_result(profile.name, r);
+                        print_result(profile.name, r, view);
                     }
                     printed = run.results.len();
                 }
@@ -236,7 +258,7 @@ pub fn run_profile(
     let problems = run.finish(timed_out, exit, profile.board.pass_status());
     if !echo {
         for r in &run.results[printed..] {
-            print_result(profile.name, r);
+            print_result(profile.name, r, view);
         }
     }
     Ok(ProfileRun {
@@ -248,7 +270,32 @@ pub fn run_profile(
     })
 }
 
-fn print_result(profile: &str, r: &crate::verdict::TestResult) {
+/// A tour frame: the step's own words (`tour: ...`) as they are, anything
+/// else a step logged indented beneath them.
+fn tour_line(profile: &str, msg: &str, in_step: bool) {
+    if let Some(words) = msg.strip_prefix("tour: ") {
+        if words.starts_with("Step ") {
+            println!();
+        }
+        println!("[{profile}] {words}");
+    } else if in_step {
+        println!("[{profile}]       | {msg}");
+    }
+}
+
+fn print_result(profile: &str, r: &crate::verdict::TestResult, view: View) {
+    if view == View::Tour {
+        match &r.outcome {
+            Outcome::Pass => println!("[{profile}]   => as expected ({:.2} s)", r.secs),
+            Outcome::Skip(why) => {
+                println!("[{profile}]   => NOT as expected: it could not run: {why}")
+            }
+            Outcome::Fail(why) | Outcome::Broken(why) => {
+                println!("[{profile}]   => NOT as expected: {why}")
+            }
+        }
+        return;
+    }
     let (tag, detail) = match &r.outcome {
         Outcome::Pass => ("PASS", String::new()),
         Outcome::Skip(why) => ("SKIP", format!(" -- {why}")),
@@ -307,15 +354,39 @@ pub fn elf_of(elves: &[(Board, PathBuf)], board: Board) -> &PathBuf {
         .1
 }
 
-/// `cargo xtask run`: boot and print the decoded log.
+/// `cargo xtask run`: the tour on one machine per board (or the suites'
+/// whole log with `--log`). A tour passes only if every step ran and went
+/// as expected.
 pub fn run(opts: &Options) -> Result<bool> {
     let chosen = selected(opts, profiles::DEFAULT_RUN);
     let elves = build_for(&chosen)?;
     let mut ok = true;
+    let (view, opts) = if opts.log {
+        (View::Log, opts.clone())
+    } else {
+        let mut o = opts.clone();
+        o.cmdline_extra.push("iommu.tour".into());
+        (View::Tour, o)
+    };
     for p in chosen {
-        let pr = run_profile(p, elf_of(&elves, p.board), opts, true)?;
+        let pr = run_profile(p, elf_of(&elves, p.board), &opts, view)?;
         report_problems(p.name, &pr, true);
         let c = pr.run.counted();
+        if view == View::Tour {
+            let steps = pr.run.results.len();
+            let good = pr.passed() && c.skipped == 0 && steps > 0;
+            println!();
+            if good {
+                println!("[{}] tour: all {steps} steps went as expected", p.name);
+            } else {
+                println!(
+                    "[{}] tour: FAILED: {} of {steps} steps as expected",
+                    p.name, c.passed
+                );
+            }
+            ok &= good;
+            continue;
+        }
         println!(
             "[{}] {}: {} passed, {} failed, {} skipped",
             p.name,
@@ -390,7 +461,7 @@ pub fn test(opts: &Options) -> Result<bool> {
     let elves = build_for(&chosen)?;
     for p in chosen {
         println!("== {} ({})", p.name, p.what);
-        let pr = run_profile(p, elf_of(&elves, p.board), opts, false)?;
+        let pr = run_profile(p, elf_of(&elves, p.board), opts, View::Tests)?;
         report_problems(p.name, &pr, true);
         let c = pr.run.counted();
         passed += c.passed;

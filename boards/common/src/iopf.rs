@@ -147,7 +147,7 @@ fn cleanup<D: IommuDriver>(e: &mut Env<D>, dom: DomainId, pages: u32) -> TestRes
 /// access; the page it asked for is mapped; the retry succeeds. (An IOMMU
 /// may report one transfer's fault more than once: QEMU's SMMUv3 writes an
 /// event per burst. Every record must name the page; it is mapped once.)
-fn handled<D: IommuDriver>(e: &mut Env<D>, reasons: &[u16]) -> TestResult {
+pub(crate) fn handled<D: IommuDriver>(e: &mut Env<D>, reasons: &[u16]) -> TestResult {
     let pages = pool::pages_in_use();
     let seed = 1100;
     PAGER.take();

@@ -36,6 +36,7 @@ pub mod smmu_nested;
 pub mod smmu_walk;
 pub mod suites;
 pub mod sva;
+pub mod tour;
 pub mod vtd_dma;
 pub mod vtd_env;
 pub mod vtd_isolation;

@@ -710,6 +710,19 @@ pub fn all(p: &Platform) -> heapless::Vec<&'static Suite, 12> {
         let _ = v.push(&crate::bench::BENCH);
         return v;
     }
+    if cmdline::get(&p.cmdline, "iommu.tour").is_some() {
+        let vtd = p.iommus.iter().any(|u| u.kind == IommuKind::Vtd);
+        let _ = v.push(if vtd {
+            &crate::tour::TOUR_VTD
+        } else {
+            &crate::tour::TOUR_SMMU
+        });
+        // `IOMMU_SELFTEST=fail cargo xtask run` shows a failed step fails the tour.
+        if cmdline::get(&p.cmdline, "iommu.selftest").is_some() {
+            let _ = v.push(&SELFTEST);
+        }
+        return v;
+    }
     let _ = v.push(&DISCOVERY);
     let _ = v.push(&VTD);
     let _ = v.push(&SMMU);

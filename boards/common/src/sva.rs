@@ -61,7 +61,7 @@ fn round_trip<D: IommuDriver>(
     Ok(())
 }
 
-fn shared<D: IommuDriver>(c: &Ctx, e: &mut Env<D>) -> TestResult {
+pub(crate) fn shared<D: IommuDriver>(c: &Ctx, e: &mut Env<D>) -> TestResult {
     need_devices(e, 2)?;
     let hal = *e.core.hal();
     let mut win = tryx!(CpuWindow::new(c.ops.cpu, hal, WINDOW), "CPU window");
