@@ -36,7 +36,7 @@ impl CpuWindow {
     /// A window at `base` (aligned to a top-level entry, whose slot in the
     /// live root must be empty).
     pub fn new(ops: CpuOps, hal: PoolHal, base: u64) -> Result<Self, Error> {
-        let (live_root, format) = (ops.space)();
+        let (live_root, format, _) = (ops.space)();
         let any = match format {
             CpuFormat::X86_64 { five_level: false } => AnyFormat::X86_64(X86_64::new(false)),
             CpuFormat::Aarch64 { tcr, .. } if tcr & 0x3f == 16 => {

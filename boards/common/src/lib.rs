@@ -59,8 +59,9 @@ pub struct BoardOps {
 #[derive(Clone, Copy)]
 pub struct CpuOps {
     /// Physical address of the page-table root the CPU translates through
-    /// (CR3, TTBR0_EL1) and its format.
-    pub space: fn() -> (u64, iommu::core::CpuFormat),
+    /// (CR3, TTBR0_EL1), its format, and the ASID the CPU tags it with (0
+    /// where it does not tag: no PCID on q35).
+    pub space: fn() -> (u64, iommu::core::CpuFormat, u32),
     /// Drop what the CPU cached of the page at a virtual address.
     pub flush_va: fn(u64),
 }

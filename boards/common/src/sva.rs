@@ -70,11 +70,12 @@ pub(crate) fn shared<D: IommuDriver>(c: &Ctx, e: &mut Env<D>) -> TestResult {
     tryx!(win.map(WINDOW + 0x1000, dst.phys()), "CPU map");
     tryx!(win.map(WINDOW + 0x2000, spare.phys()), "CPU map");
     let (root, format) = win.space();
+    let (_, _, asid) = (c.ops.cpu.space)();
     let pages = pool::pages_in_use();
     let space = AddressSpace {
         root: PhysAddr(root),
         format,
-        asid: 0,
+        asid,
     };
     let target = FaultTarget::Handler(FaultHandler {
         func: on_fault,
@@ -96,6 +97,16 @@ pub(crate) fn shared<D: IommuDriver>(c: &Ctx, e: &mut Env<D>) -> TestResult {
             ));
         }
     };
+    if asid != 0 {
+        // The format tags with an ASID (SMMUv3 CD): the CPU's own.
+        let dom = tryx!(e.core.bond_info(bond), "bond").domain;
+        let tag = tryx!(e.core.domain_hw(dom), "domain_hw").tag & 0xffff;
+        check_eq!(tag, asid, "the SVA domain's ASID is the CPU's");
+        defmt::println!(
+            "sva: the device's context uses the CPU's ASID {=u32:#x}",
+            asid
+        );
+    }
     round_trip(e, 0, &win, &src, &dst, 1000)?;
     defmt::println!(
         "sva: the device read and wrote the CPU's pages at the CPU's virtual addresses"

@@ -66,12 +66,13 @@ pub fn map_up_to(end: u64) -> u64 {
     gib as u64 * PD_SPAN
 }
 
-/// The CPU's page-table root (CR3) and format, for SVA.
-pub fn cpu_space() -> (u64, iommu::core::CpuFormat) {
+/// The CPU's page-table root (CR3) and format, for SVA; no PCID (ASID 0).
+pub fn cpu_space() -> (u64, iommu::core::CpuFormat, u32) {
     let (frame, _) = Cr3::read();
     (
         frame.start_address().as_u64(),
         iommu::core::CpuFormat::X86_64 { five_level: false },
+        0,
     )
 }
 

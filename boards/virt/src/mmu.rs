@@ -210,6 +210,8 @@ pub fn enable(ram: &[Region], limit: u64) -> Result<Mapped, Error> {
             + TCR_EL1::IPS.val(ips),
     );
     TTBR0_EL1.set_baddr(root_pa);
+    // A nonzero ASID, as an OS's process would have: SVA binds share it.
+    TTBR0_EL1.modify(TTBR0_EL1::ASID.val(CPU_ASID));
     // SAFETY: TLB and I-cache invalidation of the local CPU; nothing is
     // cached yet that we need.
     unsafe {
@@ -237,15 +239,19 @@ pub fn enable(ram: &[Region], limit: u64) -> Result<Mapped, Error> {
     })
 }
 
-/// The CPU's page-table root (TTBR0_EL1) and format (TCR_EL1, MAIR_EL1),
-/// for SVA.
-pub fn cpu_space() -> (u64, iommu::core::CpuFormat) {
+/// The ASID the CPU tags its translations with (TCR_EL1.AS = 0: 8 bits).
+const CPU_ASID: u64 = 0x2a;
+
+/// The CPU's page-table root (TTBR0_EL1), format (TCR_EL1, MAIR_EL1) and
+/// ASID (TTBR0_EL1.ASID), for SVA.
+pub fn cpu_space() -> (u64, iommu::core::CpuFormat, u32) {
     (
         TTBR0_EL1.get_baddr(),
         iommu::core::CpuFormat::Aarch64 {
             tcr: TCR_EL1.get(),
             mair: MAIR_EL1.get(),
         },
+        TTBR0_EL1.read(TTBR0_EL1::ASID) as u32,
     )
 }
 

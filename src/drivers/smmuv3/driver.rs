@@ -27,7 +27,7 @@ use super::cmd::{self, Command};
 use super::master::Rid;
 use super::ste::Stage2;
 use super::tlbi::{self, Plan};
-use super::unit::{Unit, VMID_S1};
+use super::unit::{ASID_RESERVED, Unit, VMID_S1};
 use super::user::{self, HW_INFO_TYPE_ARM_SMMUV3, HWPT_DATA_ARM_SMMUV3, SmmuV3Ste};
 
 /// The table formats of SMMUv3 paging domains: stage 1, or stage 2.
@@ -543,7 +543,17 @@ impl<H: Hal + Clone, const N: usize> IommuDriver for Smmu<H, N> {
                         what: "a CPU page table other than AArch64",
                     });
                 }
-                let asid = u.asids.alloc(Object::Domain)?;
+                // The CPU's own ASID where it is free, so that the SMMU's
+                // TLB entries carry the tag the CPU's do; a private one
+                // otherwise. (The driver sets CR2.PTM: broadcast TLBIs are
+                // ignored and `invalidate_range` invalidates either way.)
+                let cpu = u16::try_from(space.asid)
+                    .ok()
+                    .filter(|&a| a != ASID_RESERVED && u.asids.take(a));
+                let asid = match cpu {
+                    Some(a) => a,
+                    None => u.asids.alloc(Object::Domain)?,
+                };
                 Ok(DomainHw::new(asid.into(), None, private))
             }
             DomainRequest::Nested { parent, data } => {

@@ -30,7 +30,7 @@ pub const VMID_S1: u16 = 0;
 /// Event queue entries: 2^7 (one page).
 pub const EVENTQ_LOG2: u32 = 7;
 /// ASID 0: never handed out.
-const ASID_RESERVED: u16 = 0;
+pub(super) const ASID_RESERVED: u16 = 0;
 
 /// CR1: table and queue walks inner shareable, write-back both levels.
 const CR1_WB_ISH: u32 = (3 << 10) | (1 << 8) | (1 << 6) | (3 << 4) | (1 << 2) | 1;
@@ -85,6 +85,17 @@ impl Ids {
             .ok_or(Error::Exhausted { what })?;
         self.bits[i / 64] |= 1 << (i % 64);
         Ok(i as u16)
+    }
+
+    /// Take `id` itself if it is below the limit and free; `false` (nothing
+    /// taken) otherwise.
+    pub fn take(&mut self, id: u16) -> bool {
+        let i = usize::from(id);
+        if i >= self.limit || self.bits[i / 64] & (1 << (i % 64)) != 0 {
+            return false;
+        }
+        self.bits[i / 64] |= 1 << (i % 64);
+        true
     }
 
     /// Give `id` back.
@@ -391,5 +402,29 @@ impl Unit {
             self.submit(hal, &[cmd::tlbi_s12_vmall(VMID_S1)])?;
         }
         self.sync(hal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ids;
+    use crate::error::Object;
+
+    #[test]
+    fn take_claims_a_free_id_below_the_limit_only() {
+        let mut ids = Ids::new(256);
+        ids.reserve(0);
+        assert!(ids.take(0x2a));
+        assert!(!ids.take(0x2a), "taken twice");
+        assert!(!ids.take(0), "a reserved ID");
+        assert!(!ids.take(256), "at the limit");
+        assert_eq!(ids.in_use(), 2);
+        // alloc skips it; free gives it back.
+        for _ in 1..0x2a {
+            ids.alloc(Object::Domain).unwrap();
+        }
+        assert_eq!(ids.alloc(Object::Domain).unwrap(), 0x2b);
+        ids.free(0x2a);
+        assert_eq!(ids.alloc(Object::Domain).unwrap(), 0x2a);
     }
 }
