@@ -1,7 +1,7 @@
 //! A device's context-descriptor table: one CD per SubstreamID, linear or
 //! two-level with 4 KiB leaf tables of 64 CDs (SMMUv3 architecture, "CD
-//! table"). Made the first time a stage-1 domain is attached to the device
-//! and kept for its lifetime.
+//! table"). Made the first time a stage-1 domain is attached to the device,
+//! freed when its STE no longer reaches it.
 
 use crate::addr::PhysAddr;
 use crate::error::Error;
@@ -103,6 +103,30 @@ impl CdTab {
         unsafe { d.write_volatile(cd::l1(leaf)) };
         hal.flush_dcache(d as *const u8, 8);
         Ok(Some((leaf + index * cd::BYTES, true)))
+    }
+
+    /// Give the table and its leaves back.
+    ///
+    /// # Safety
+    ///
+    /// No STE reaches the table any more, and the SMMU holds nothing of it
+    /// (its STE and CDs invalidated and synced).
+    pub unsafe fn free<H: Hal>(self, hal: &H) {
+        if self.two_level {
+            let d = hal.phys_to_virt(PhysAddr(self.base)) as *const u64;
+            for i in 0..(1usize << (self.bits - LEAF_BITS)) {
+                // SAFETY: inside the level-1 table, still allocated.
+                let desc = unsafe { d.add(i).read_volatile() };
+                if cd::L1_V.get(&[desc]) != 0 {
+                    let leaf = cd::L1_L2PTR.get_in_place(&[desc]);
+                    // SAFETY: a leaf `slot` allocated; unused, as the caller
+                    // promises.
+                    unsafe { hal.free_pages(PhysAddr(leaf), 1) };
+                }
+            }
+        }
+        // SAFETY: allocated in `new` with this count; unused (caller).
+        unsafe { hal.free_pages(PhysAddr(self.base), self.pages) };
     }
 
     /// Pages of the table and its leaves, for leak checks.

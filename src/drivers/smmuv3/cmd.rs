@@ -169,6 +169,11 @@ pub fn cfgi_cd(sid: u32, ssid: u32, leaf: bool) -> Command {
         .with(LEAF, leaf.into())
 }
 
+/// Invalidate every cached CD (and level-1 CD descriptor) of `sid`.
+pub fn cfgi_cd_all(sid: u32) -> Command {
+    Command::new(op::CFGI_CD_ALL).with(SID, sid.into())
+}
+
 /// Every non-secure, non-hypervisor TLB entry (stage 1 and stage 2).
 pub fn tlbi_nsnh_all() -> Command {
     Command::new(op::TLBI_NSNH_ALL)

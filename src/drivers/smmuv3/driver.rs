@@ -261,6 +261,7 @@ impl<H: Hal + Clone, const N: usize> Smmu<H, N> {
                 u.install_cd(&hal, sid, &t, 0, &[0; cd::DWORDS])?;
             }
         }
+        u.release_cd_table(&hal, &mut m);
         if ats {
             u.submit(&hal, &[cmd::atc_inv(sid, None, 0, cmd::ATC_SIZE_ALL as u8)])?;
             u.sync(&hal)?;
@@ -319,6 +320,7 @@ impl<H: Hal + Clone, const N: usize> Smmu<H, N> {
             _ => {}
         }
         u.install_ste(&hal, &m)?;
+        u.release_cd_table(&hal, &mut m);
         if let Some(slot) = u.master(sid, false)? {
             *slot = m;
         }

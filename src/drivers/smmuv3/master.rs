@@ -167,6 +167,34 @@ impl Unit {
         writer::install(&mut slot, cd::used, target)
     }
 
+    /// Free `m`'s CD table once its STE, as installed, no longer reaches
+    /// it (no PASID attached, requests without SubstreamID not on stage 1):
+    /// every CD of the StreamID invalidated and synced first. Where that
+    /// fails the table is kept (still valid, freed at a later change): the
+    /// attach it follows has already taken effect and is not undone.
+    pub fn release_cd_table<H: Hal>(&mut self, hal: &H, m: &mut Master) {
+        let Some(t) = m.cd else {
+            return;
+        };
+        if m.pasids > 0 || m.rid == Rid::Stage1 {
+            return;
+        }
+        // Without syncs (a test's negative control) the SMMU may still
+        // reach the table: keep it.
+        if self.skip_sync
+            || self
+                .submit(hal, &[cmd::cfgi_cd_all(m.sid)])
+                .and_then(|()| self.sync(hal))
+                .is_err()
+        {
+            return;
+        }
+        m.cd = None;
+        // SAFETY: the STE installed for `m` names no CD table (checked
+        // above), and the SMMU's cached CDs of the StreamID are gone.
+        unsafe { t.free(hal) };
+    }
+
     /// The STE of `sid` as memory holds it (`None`: no table for it).
     pub fn read_ste<H: Hal>(
         &mut self,
