@@ -11,6 +11,12 @@
 //! filled, and made valid again with word 0 last. After each step that
 //! changed memory the SMMU's cached copy is invalidated and the change
 //! synchronised ([`EntrySlot::sync`]: CFGI_STE / CFGI_CD and CMD_SYNC).
+//!
+//! A failed sync stops the install: memory is given back the old entry
+//! (made invalid first, word 0 last, without syncs, since they fail) and
+//! the error returned, so that a caller told "failed" finds the old entry
+//! where it left it. What the SMMU cached of the entry is then unknown
+//! until a later sync succeeds.
 
 use crate::error::Error;
 
@@ -56,8 +62,33 @@ fn set<const N: usize, S: EntrySlot<N>>(
     Ok(())
 }
 
-/// Install `target` in `slot`, whose layout uses the bits `used` says.
+/// Install `target` in `slot`, whose layout uses the bits `used` says;
+/// on a failed sync, memory holds the old entry again (see the module).
 pub fn install<const N: usize, S: EntrySlot<N>>(
+    slot: &mut S,
+    used: fn(&[u64; N]) -> [u64; N],
+    target: &[u64; N],
+) -> Result<Install, Error> {
+    let old = slot.read();
+    steps(slot, used, target).inspect_err(|_| restore(slot, &old))
+}
+
+/// Put `old` back without syncs: invalid, the other words, word 0 last.
+fn restore<const N: usize, S: EntrySlot<N>>(slot: &mut S, old: &[u64; N]) {
+    let cur = slot.read();
+    if cur == *old {
+        return;
+    }
+    slot.write(0, 0);
+    for i in 1..N {
+        if cur[i] != old[i] {
+            slot.write(i, old[i]);
+        }
+    }
+    slot.write(0, old[0]);
+}
+
+fn steps<const N: usize, S: EntrySlot<N>>(
     slot: &mut S,
     used: fn(&[u64; N]) -> [u64; N],
     target: &[u64; N],
@@ -114,6 +145,8 @@ mod tests {
         new: [u64; N],
         used: fn(&[u64; N]) -> [u64; N],
         seen: u32,
+        /// The sync with this number (from 1) fails.
+        fail_at: Option<u32>,
     }
 
     impl<const N: usize> Checked<N> {
@@ -147,6 +180,11 @@ mod tests {
         }
         fn sync(&mut self) -> Result<(), Error> {
             self.seen += 1;
+            if self.fail_at == Some(self.seen) {
+                return Err(Error::Timeout {
+                    what: "CMD_SYNC (test)",
+                });
+            }
             Ok(())
         }
     }
@@ -162,9 +200,22 @@ mod tests {
             new,
             used,
             seen: 0,
+            fail_at: None,
         };
         let r = install(&mut s, used, &new).unwrap();
         assert_eq!(s.mem, new);
+        // The same change with each of its syncs failing in turn: an error,
+        // and memory holds the old entry (never a mix on the way).
+        for k in 1..=r.syncs {
+            let mut f = Checked {
+                mem: old,
+                fail_at: Some(k),
+                seen: 0,
+                ..s
+            };
+            assert!(install(&mut f, used, &new).is_err(), "sync {k} failed");
+            assert_eq!(f.mem, old, "sync {k} failed: the old entry is back");
+        }
         (r, s.seen)
     }
 
