@@ -93,8 +93,10 @@ fn source_id(dev: &DeviceInfo) -> Result<u16, Error> {
 }
 
 impl<H: Hal + Clone, const N: usize> Vtd<H, N> {
-    /// A driver serving no unit yet.
-    pub fn new(hal: H) -> Self {
+    /// A driver serving no unit yet. A `const fn`: a core over it can be
+    /// built at compile time and kept in a `static` (in `.bss` when the
+    /// `Hal` is all zeroes).
+    pub const fn new(hal: H) -> Self {
         Vtd {
             hal,
             units: heapless::Vec::new(),
