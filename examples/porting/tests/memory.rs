@@ -18,7 +18,7 @@ use iommu::pgtable::{
     ArmS1, ArmS2, Format, Gather, LargePages, MairIndices, PageTable, Prot, VtdSl, X86_64,
 };
 use iommu::{Iova, PhysAddr};
-use iommu_porting::{Dmar, Drhd, PortCaps, translate, vtd_bring_up};
+use iommu_porting::{PortCaps, translate, vtd_bring_up};
 use vtd_model::{FakeUnit, ModelHal, UnitConfig};
 
 /// Pages from one heap arena, handed out in order and counted (freed pages
@@ -154,16 +154,8 @@ fn domain_rows() -> Vec<String> {
 /// Pages the VT-d driver holds for one unit: after bring-up, and per
 /// device attached (its context / PASID structures, beside the domain).
 fn vtd_rows() -> Vec<String> {
-    let dmar = Dmar {
-        drhds: &[Drhd {
-            base: 0xfed9_0000,
-            size: 0x1000,
-            segment: 0,
-            include_pci_all: true,
-            source_ids: &[],
-        }],
-        rmrrs: &[],
-    };
+    // QEMU's q35: one INCLUDE_PCI_ALL DRHD.
+    let dmar = iommu_porting::Q35;
     let mut rows = vec![];
     for (mode, config) in [
         ("legacy", UnitConfig::legacy()),
