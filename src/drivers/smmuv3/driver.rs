@@ -61,8 +61,10 @@ fn unknown() -> Error {
 }
 
 impl<H: Hal + Clone, const N: usize> Smmu<H, N> {
-    /// A driver serving no SMMU yet.
-    pub fn new(hal: H) -> Self {
+    /// A driver serving no SMMU yet. A `const fn`: a core over it can be
+    /// built at compile time and kept in a `static` (in `.bss` when the
+    /// `Hal` is all zeroes).
+    pub const fn new(hal: H) -> Self {
         Smmu {
             hal,
             units: heapless::Vec::new(),

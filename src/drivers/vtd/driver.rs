@@ -76,7 +76,9 @@ struct Served<H: Hal> {
 pub struct Vtd<H: Hal + Clone, const N: usize = 4> {
     hal: H,
     units: heapless::Vec<Served<H>, N>,
-    identity_limit: u64,
+    /// `None`: [`DEFAULT_IDENTITY_LIMIT`] (kept as `None` so that a new
+    /// driver is all zeroes, and a core over it in a `static` in `.bss`).
+    identity_limit: Option<u64>,
 }
 
 fn unknown() -> Error {
@@ -93,12 +95,14 @@ fn source_id(dev: &DeviceInfo) -> Result<u16, Error> {
 }
 
 impl<H: Hal + Clone, const N: usize> Vtd<H, N> {
-    /// A driver serving no unit yet.
-    pub fn new(hal: H) -> Self {
+    /// A driver serving no unit yet. A `const fn`: a core over it can be
+    /// built at compile time and kept in a `static` (in `.bss` when the
+    /// `Hal` is all zeroes).
+    pub const fn new(hal: H) -> Self {
         Vtd {
             hal,
             units: heapless::Vec::new(),
-            identity_limit: DEFAULT_IDENTITY_LIMIT,
+            identity_limit: None,
         }
     }
 
@@ -176,7 +180,7 @@ impl<H: Hal + Clone, const N: usize> Vtd<H, N> {
     /// mapped with the largest pages the unit offers. Set it to the top
     /// of the memory devices must reach, before the first Identity attach.
     pub fn set_identity_limit(&mut self, limit: u64) {
-        self.identity_limit = limit;
+        self.identity_limit = Some(limit);
     }
 
     fn served(&self, instance: u16) -> Result<&Served<H>, Error> {
@@ -220,7 +224,8 @@ impl<H: Hal + Clone, const N: usize> Vtd<H, N> {
     /// The table behind Identity on a unit without pass-through, built on
     /// first use: its root.
     fn identity_root(&mut self, instance: u16) -> Result<u64, Error> {
-        let (hal, limit) = (self.hal.clone(), self.identity_limit);
+        let limit = self.identity_limit.unwrap_or(DEFAULT_IDENTITY_LIMIT);
+        let hal = self.hal.clone();
         let s = self.served_mut(instance)?;
         if let Some(t) = &s.identity {
             return Ok(t.root_phys().get());
