@@ -51,9 +51,15 @@ pub fn bring_up<D: IommuDriver>(c: &Ctx, driver: D, instances: &[u16]) -> Result
         devs: heapless::Vec::new(),
         now: c.ops.now_ns,
     };
+    let before = pool::pages_in_use();
     for &i in instances {
         tryx!(env.core.add_instance(i), "add_instance (probe + enable)");
     }
+    defmt::println!(
+        "dma_env: {=usize} IOMMU(s) brought up with {=u32} pool pages (tables and queues)",
+        instances.len(),
+        pool::pages_in_use() - before
+    );
     for edu in Edu::all(c.pci) {
         let Some(pci) = c.pci.get(edu.segment, edu.bdf) else {
             continue;
