@@ -16,7 +16,7 @@ pub mod cache;
 pub mod emu;
 #[path = "vtd_model/fake.rs"]
 pub mod fake;
-#[path = "vtd_model/hal.rs"]
+#[path = "model_hal.rs"]
 pub mod hal;
 #[path = "vtd_model/inv.rs"]
 pub mod inv;

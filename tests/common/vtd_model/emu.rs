@@ -577,6 +577,12 @@ pub struct Shared {
 // SAFETY: `regs` is only used atomically; the state is behind the mutex.
 unsafe impl Sync for Shared {}
 
+impl super::hal::Attached for Shared {
+    fn try_step(&self) -> bool {
+        Shared::try_step(self)
+    }
+}
+
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, Emu> {
         self.st.lock().unwrap_or_else(|e| e.into_inner())

@@ -38,7 +38,8 @@ impl FakeUnit {
             st: std::sync::Mutex::new(Emu::new(id, regs, hal.clone())),
             stop: std::sync::atomic::AtomicBool::new(false),
         });
-        hal.attach(Arc::downgrade(&shared));
+        let unit: Arc<dyn super::hal::Attached> = shared.clone();
+        hal.attach(Arc::downgrade(&unit));
         let s = shared.clone();
         let thread = std::thread::spawn(move || {
             let mut idle = 0u32;
