@@ -1,9 +1,11 @@
 //! A core over the real SMMUv3 driver over fake SMMUs: what most tests
 //! start from.
 
-use iommu::core::{Caps, DeviceId, DeviceInfo, DomainId, Iommu};
+use iommu::core::{Caps, DeviceId, DeviceInfo, DomainId, Iommu, PagingFlags};
 use iommu::drivers::smmuv3::driver::Smmu;
 use iommu::drivers::smmuv3::unit::Unit;
+use iommu::pgtable::Prot;
+use iommu::{Iova, PhysAddr};
 
 use super::fake::FakeSmmu;
 use super::hal::ModelHal;
@@ -13,6 +15,9 @@ use super::spec::SmmuConfig;
 pub type SmmuCaps = Caps<32, 16, 16384, 2>;
 pub type Driver = Smmu<ModelHal, 4>;
 pub type Core = Iommu<Driver, ModelHal, SmmuCaps>;
+
+/// Read and write.
+pub const RW: Prot = Prot::READ.union(Prot::WRITE);
 
 /// The core, the fake SMMUs (instance `i` is `units[i]`) and the memory.
 /// Fields drop in order: the core before the SMMUs it drives.
@@ -75,6 +80,24 @@ impl Rig {
             })
             .unwrap();
         dev
+    }
+
+    /// A paging domain for `dev` (stage 1 where the SMMU has it).
+    pub fn paging(&mut self, dev: DeviceId) -> DomainId {
+        self.core.alloc_paging(dev, PagingFlags::empty()).unwrap()
+    }
+
+    /// Map `len` bytes at `iova` to a fresh buffer; its address.
+    pub fn map_buffer(&mut self, d: DomainId, iova: u64, len: u64) -> u64 {
+        let pages = (len / 4096) as usize;
+        let pa = iommu::hal::Hal::alloc_pages(&self.hal, pages).unwrap().0;
+        self.core.map(d, Iova(iova), PhysAddr(pa), len, RW).unwrap();
+        pa
+    }
+
+    /// Unmap and sync.
+    pub fn unmap(&mut self, d: DomainId, iova: u64, len: u64) {
+        self.core.unmap_sync(d, Iova(iova), len).unwrap();
     }
 
     /// Every SMMU's log emptied.
