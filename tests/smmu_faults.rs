@@ -64,6 +64,24 @@ fn pri_resps(log: &[Event]) -> Vec<(u32, Option<u32>, u16, u8)> {
         .collect()
 }
 
+/// Resumed stalls of a log: (StreamID, tag, retry, abort, outcome).
+type Resumed = (u32, u16, bool, bool, Option<Result<u64, u8>>);
+
+fn resumed(log: &[Event]) -> Vec<Resumed> {
+    log.iter()
+        .filter_map(|e| match e {
+            Event::Resumed {
+                sid,
+                stag,
+                retry,
+                abort,
+                outcome,
+            } => Some((*sid, *stag, *retry, *abort, *outcome)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A device in a stage-1 domain handled by `cookie`, one page mapped at
 /// 0x1000.
 fn setup(cfg: SmmuConfig, sid: u32, cookie: usize) -> (Rig, DomainId) {
@@ -293,4 +311,78 @@ fn pending_page_requests_are_answered_invalid_at_detach() {
     assert_eq!(seen(), []);
     assert_eq!(rig.core.process_faults().unwrap(), 0);
     assert_eq!(pri_resps(&rig.unit(0).take_log()), []);
+}
+
+fn stall_cfg() -> SmmuConfig {
+    SmmuConfig::qemu().stall_model(StallModel::StallForced)
+}
+
+/// Where the SMMU forces stalls, a faulting transaction stalls (CD.S) and
+/// its event carries the stall tag; the core hands it to the handler and
+/// the driver answers with exactly one RESUME: Success retries it (the page
+/// mapped meanwhile, it completes), Invalid and Failure terminate it with
+/// an abort.
+#[test]
+fn stalls_get_one_resume_with_the_answer() {
+    for (cookie, retry) in [(80, true), (81, false), (82, false)] {
+        let (mut rig, d) = setup(stall_cfg(), SID, cookie);
+        let u = rig.unit(0);
+        let r = u.dma(Req::write(SID, 0x5010));
+        let Err(WalkFault::Event { rec, stall, .. }) = r else {
+            panic!("{r:?}");
+        };
+        assert!(stall);
+        let stag = rec.stag.unwrap();
+        assert_eq!(u.stalled(), 1);
+        let pa = rig.map_buffer(d, 0x5000, 4096);
+        assert_eq!(rig.core.process_faults().unwrap(), 1);
+        let got = seen();
+        assert_eq!(got.len(), 1);
+        let f = got[0].2[0];
+        assert_eq!((f.kind, f.group, f.addr), (FaultKind::Stall, stag, 0x5010));
+        let log = rig.unit(0).take_log();
+        assert_eq!(count(&log, "RESUME"), 1);
+        let outcome = retry.then_some(Ok(pa + 0x10));
+        assert_eq!(resumed(&log), [(SID, stag, retry, !retry, outcome)]);
+        assert_eq!(rig.unit(0).stalled(), 0);
+        assert_eq!(rig.core.process_faults().unwrap(), 0);
+        assert_eq!(count(&rig.unit(0).take_log(), "RESUME"), 0);
+    }
+}
+
+/// Where stalling is optional (STALL_MODEL 0b00) the driver leaves CD.S
+/// clear: faults terminate and are recorded, nothing waits for a RESUME.
+#[test]
+fn no_stalls_unless_forced() {
+    let cfg = SmmuConfig::qemu().stall_model(StallModel::StallAndTerminate);
+    let (mut rig, _) = setup(cfg, SID, 90);
+    let r = rig.unit(0).dma(Req::write(SID, 0x5000));
+    assert!(
+        matches!(r, Err(WalkFault::Event { stall: false, .. })),
+        "{r:?}"
+    );
+    assert_eq!(rig.unit(0).stalled(), 0);
+    assert_eq!(rig.core.process_faults().unwrap(), 1);
+    assert_eq!(seen()[0].2[0].kind, FaultKind::Unrecoverable);
+    assert_eq!(count(&rig.unit(0).take_log(), "RESUME"), 0);
+}
+
+/// A transaction still stalled when the device is detached is terminated
+/// with one RESUME (abort) after the driver's CMD_SYNC; no handler sees it.
+#[test]
+fn pending_stalls_are_terminated_at_detach() {
+    let (mut rig, _) = setup(stall_cfg(), SID, 100);
+    let u = rig.unit(0);
+    let rec = u.dma(Req::read(SID, 0x8000)).unwrap_err().rec().unwrap();
+    let dev = iommu::core::DeviceId {
+        instance: 0,
+        id: SID,
+    };
+    rig.core.detach(dev).unwrap();
+    let log = rig.unit(0).take_log();
+    assert_eq!(resumed(&log), [(SID, rec.stag.unwrap(), false, true, None)]);
+    assert_eq!(count(&log, "RESUME"), 1);
+    assert_eq!(seen(), []);
+    assert_eq!(rig.unit(0).stalled(), 0);
+    assert_eq!(rig.core.process_faults().unwrap(), 0);
 }

@@ -137,6 +137,18 @@ fn driver_commands_decode() {
         })
     );
     assert_eq!(d(dcmd::sync()), Ok(Cmd::Sync { cs: 0 }));
+    let stall = SmmuConfig::qemu().stall_model(StallModel::StallForced);
+    for (abort, retry) in [(false, true), (true, false)] {
+        assert_eq!(
+            decode(dcmd::resume(9, 3, abort).words(), &stall),
+            Ok(Cmd::Resume {
+                sid: 9,
+                stag: 3,
+                retry,
+                abort
+            })
+        );
+    }
     // Refusals.
     assert!(decode([0x7f, 0], &id).is_err(), "unknown opcode");
     assert!(decode([0x30 | 1 << 40, 0], &id).is_err(), "reserved bits");
