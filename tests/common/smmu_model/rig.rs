@@ -100,6 +100,111 @@ impl Rig {
         self.core.unmap_sync(d, Iova(iova), len).unwrap();
     }
 
+    /// A nest parent (stage 2) for `dev`.
+    pub fn parent(&mut self, dev: DeviceId) -> DomainId {
+        self.core
+            .alloc_paging(dev, PagingFlags::NEST_PARENT)
+            .unwrap()
+    }
+
+    /// Map model pages one-to-one (IPA = PA) into a nest parent: guest
+    /// memory the guest's tables and CDs live in.
+    pub fn identity(&mut self, parent: DomainId, pages: &[u64]) {
+        for &p in pages {
+            self.core
+                .map(parent, Iova(p), PhysAddr(p), 4096, RW)
+                .unwrap();
+        }
+    }
+
+    /// A guest's stage 1 in model memory, its pages mapped one-to-one into
+    /// `parent`: a linear CD table of 2^`cd_bits` CDs, CD `ssid` with
+    /// `asid` over a 4-level table mapping `iova` to `ipa` (nG). The CD
+    /// table's address and the table root.
+    pub fn guest_s1(
+        &mut self,
+        parent: DomainId,
+        cd_bits: u8,
+        ssid: u32,
+        asid: u16,
+        iova: u64,
+        ipa: u64,
+    ) -> (u64, u64) {
+        use iommu::drivers::smmuv3::cd;
+        let table = self.hal.page();
+        let root = self.guest_table(parent, iova, ipa);
+        let w = cd::build(&cd::Stage1 {
+            ttb0: root,
+            t0sz: 16,
+            oas_bits: 48,
+            mair: 0x44ff04,
+            asid,
+            stall: false,
+        });
+        self.guest_cd(table, ssid, &w);
+        assert!(cd_bits <= 6, "one page of CDs");
+        self.identity(parent, &[table]);
+        (table, root)
+    }
+
+    /// Write CD `ssid` of a guest's linear CD table.
+    pub fn guest_cd(&self, table: u64, ssid: u32, w: &[u64; 8]) {
+        for (i, x) in w.iter().enumerate() {
+            assert!(
+                self.hal
+                    .write_u64(table + u64::from(ssid) * 64 + 8 * i as u64, *x)
+            );
+        }
+    }
+
+    /// A 4-level AArch64 table of guest memory (mapped one-to-one into
+    /// `parent`) mapping `iova` to `ipa` (nG, AF, EL0, read-write); its
+    /// root.
+    pub fn guest_table(&mut self, parent: DomainId, iova: u64, ipa: u64) -> u64 {
+        let pages: Vec<u64> = (0..4).map(|_| self.hal.page()).collect();
+        for level in 0..3 {
+            let idx = (iova >> (39 - 9 * level)) & 0x1ff;
+            assert!(
+                self.hal
+                    .write_u64(pages[level] + idx * 8, pages[level + 1] | 3)
+            );
+        }
+        let leaf = ipa | 3 | (1 << 11) | (1 << 10) | (1 << 6);
+        assert!(
+            self.hal
+                .write_u64(pages[3] + ((iova >> 12) & 0x1ff) * 8, leaf)
+        );
+        self.identity(parent, &pages);
+        pages[0]
+    }
+
+    /// A nested domain on `parent` from a guest STE (stage 1 through the CD
+    /// table at `cd_table` of 2^`cd_bits` CDs, S1DSS `dss`).
+    pub fn nested(
+        &mut self,
+        dev: DeviceId,
+        parent: DomainId,
+        cd_table: u64,
+        cd_bits: u8,
+        dss: u64,
+    ) -> DomainId {
+        use iommu::drivers::smmuv3::{ste, user};
+        let mut w = [0u64; 8];
+        ste::V.set(&mut w, 1);
+        ste::CONFIG.set(&mut w, ste::config::S1_TRANS);
+        ste::S1_CONTEXT_PTR.set_in_place(&mut w, cd_table);
+        ste::S1_CD_MAX.set(&mut w, cd_bits.into());
+        if cd_bits > 0 {
+            ste::S1DSS.set(&mut w, dss);
+        }
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&w[0].to_le_bytes());
+        bytes[8..].copy_from_slice(&w[1].to_le_bytes());
+        self.core
+            .alloc_nested(dev, parent, user::HWPT_DATA_ARM_SMMUV3, &bytes)
+            .unwrap()
+    }
+
     /// Every SMMU's log emptied.
     pub fn clear_logs(&self) {
         for u in &self.units {
