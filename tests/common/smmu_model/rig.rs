@@ -87,12 +87,23 @@ impl Rig {
         self.core.alloc_paging(dev, PagingFlags::empty()).unwrap()
     }
 
-    /// Map `len` bytes at `iova` to a fresh buffer; its address.
+    /// Map `len` bytes at `iova` to fresh buffers (16 pages at most each,
+    /// so 4 KiB leaves); the address of the first.
     pub fn map_buffer(&mut self, d: DomainId, iova: u64, len: u64) -> u64 {
-        let pages = (len / 4096) as usize;
-        let pa = iommu::hal::Hal::alloc_pages(&self.hal, pages).unwrap().0;
-        self.core.map(d, Iova(iova), PhysAddr(pa), len, RW).unwrap();
-        pa
+        let mut first = None;
+        let mut at = 0;
+        while at < len {
+            let chunk = (len - at).min(16 * 4096);
+            let pages = (chunk / 4096) as usize;
+            let pa = iommu::hal::Hal::alloc_pages(&self.hal, pages.next_power_of_two());
+            let pa = pa.unwrap().0;
+            self.core
+                .map(d, Iova(iova + at), PhysAddr(pa), chunk, RW)
+                .unwrap();
+            first.get_or_insert(pa);
+            at += chunk;
+        }
+        first.unwrap()
     }
 
     /// Unmap and sync.
