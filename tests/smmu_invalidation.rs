@@ -218,3 +218,16 @@ fn atc_invalidation_after_the_tlbi() {
     );
     assert!(size <= 3, "the smallest aligned block: {size}");
 }
+
+/// A device without ATS (or an SMMU without it) gets no ATC_INV.
+#[test]
+fn no_atc_invalidation_without_ats() {
+    for (cfg, ats) in [
+        (SmmuConfig::qemu().ats(true), false),
+        (SmmuConfig::qemu(), true),
+    ] {
+        let (mut rig, _, d) = warm(cfg, ats, PagingFlags::empty(), 4);
+        rig.unmap(d, BASE, 4 * 4096);
+        assert_eq!(count(&rig.unit(0).take_log(), "ATC_INV"), 0);
+    }
+}
