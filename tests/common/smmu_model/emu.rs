@@ -191,6 +191,9 @@ pub struct Knobs {
     pub evtq_full_aborts: bool,
     /// The next N event-queue writes abort (GERROR.EVTQ_ABT_ERR).
     pub abort_event_writes: u32,
+    /// The next N CMD_SYNCs after an ATC_INV report that the ATC
+    /// invalidation timed out (CERROR_ATC_INV_SYNC).
+    pub atc_sync_errors: u32,
 }
 
 /// A transaction stalled until a RESUME.
@@ -236,6 +239,8 @@ pub struct Emu {
     pub stalls: Vec<Stalled>,
     pub next_stag: u16,
     pub watch: Watch,
+    /// An ATC_INV executed since the last CMD_SYNC.
+    atc_pending: bool,
 }
 
 impl Emu {
@@ -272,6 +277,7 @@ impl Emu {
             stalls: Vec::new(),
             next_stag: 1,
             watch: Watch::default(),
+            atc_pending: false,
         }
     }
 
@@ -579,6 +585,18 @@ impl Emu {
             };
             if cmd.is_sync() && self.knobs.hold_syncs {
                 return work;
+            }
+            if cmd.is_sync() && self.atc_pending && self.knobs.atc_sync_errors > 0 {
+                self.knobs.atc_sync_errors -= 1;
+                self.atc_pending = false;
+                let why = "an ATC invalidation timed out".into();
+                self.cmd_error(q, cons, cerror::ATC_INV_SYNC, w, why);
+                return true;
+            }
+            match cmd {
+                Cmd::AtcInv { .. } => self.atc_pending = true,
+                Cmd::Sync { .. } => self.atc_pending = false,
+                _ => {}
             }
             self.execute(&cmd);
             self.log.push(Event::Cmd {

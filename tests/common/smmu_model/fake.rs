@@ -172,6 +172,16 @@ impl FakeSmmu {
         f(&mut self.lock().knobs)
     }
 
+    /// Turn the knobs from another thread after `delay` (while the driver
+    /// is waiting on this one).
+    pub fn knobs_after(&self, delay: Duration, f: impl FnOnce(&mut Knobs) + Send + 'static) {
+        let s = self.shared.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            f(&mut s.lock().knobs);
+        });
+    }
+
     /// Empty the caches (as if everything was invalidated).
     pub fn clear_caches(&self) {
         self.lock().caches.clear();
