@@ -43,6 +43,6 @@ pub use fake::{FakeSmmu, cmds, cmds_no_syncs, count, syncs};
 pub use hal::ModelHal;
 pub use records::PriReq;
 pub use request::{EventRec, Kind, Perm, Req, Translated, WalkFault};
-pub use rig::{Core, Rig, SmmuCaps};
+pub use rig::{Core, RW, Rig, SmmuCaps};
 pub use spec::{SmmuConfig, StallModel, evt};
 pub use watch::{Change, Changes, Entry};
