@@ -382,6 +382,16 @@ fn pending_stalls_are_terminated_at_detach() {
     let log = rig.unit(0).take_log();
     assert_eq!(resumed(&log), [(SID, rec.stag.unwrap(), false, true, None)]);
     assert_eq!(count(&log, "RESUME"), 1);
+    let c = cmds(&log);
+    let ste = c
+        .iter()
+        .rposition(|c| matches!(c, Cmd::CfgiSte { sid: SID, .. }))
+        .expect("the STE changed");
+    let resume = c.iter().position(|c| c.name() == "RESUME").unwrap();
+    assert!(
+        c[ste + 1..resume].iter().any(|c| c.is_sync()),
+        "a CMD_SYNC between the STE change and the RESUME: {c:?}"
+    );
     assert_eq!(seen(), []);
     assert_eq!(rig.unit(0).stalled(), 0);
     assert_eq!(rig.core.process_faults().unwrap(), 0);
