@@ -9,44 +9,11 @@
 #[path = "common/smmu_model.rs"]
 mod smmu_model;
 
-use std::cell::RefCell;
-
-use iommu::core::{Access, DomainId, Fault, FaultHandler, FaultKind, FaultTarget, Response};
+use iommu::core::{Access, DomainId, Fault, FaultKind};
 use smmu_model::*;
 
 const SID: u32 = 0x10;
 const OTHER: u32 = 0x11;
-
-thread_local! {
-    static SEEN: RefCell<Vec<(usize, DomainId, Vec<Fault>)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Records every group; answers by the cookie's last digit: 0 Success,
-/// 1 Invalid, 2 Failure.
-fn handler(cookie: usize, domain: DomainId, group: &[Fault]) -> Response {
-    SEEN.with(|s| s.borrow_mut().push((cookie, domain, group.to_vec())));
-    match cookie % 10 {
-        0 => Response::Success,
-        1 => Response::Invalid,
-        _ => Response::Failure,
-    }
-}
-
-fn seen() -> Vec<(usize, DomainId, Vec<Fault>)> {
-    SEEN.with(|s| std::mem::take(&mut *s.borrow_mut()))
-}
-
-fn handled_by(rig: &mut Rig, d: DomainId, cookie: usize) {
-    rig.core
-        .set_fault_target(
-            d,
-            FaultTarget::Handler(FaultHandler {
-                func: handler,
-                cookie,
-            }),
-        )
-        .unwrap();
-}
 
 /// PRI_RESPs of a log: (StreamID, SubstreamID, group, response).
 fn pri_resps(log: &[Event]) -> Vec<(u32, Option<u32>, u16, u8)> {
@@ -88,7 +55,7 @@ fn setup(cfg: SmmuConfig, sid: u32, cookie: usize) -> (Rig, DomainId) {
     let mut rig = Rig::new(&[cfg]);
     let dev = rig.device(0, sid, 0, false);
     let d = rig.paging(dev);
-    handled_by(&mut rig, d, cookie);
+    rig.handled_by(d, cookie);
     rig.map_buffer(d, 0x1000, 4096);
     rig.core.attach(dev, d).unwrap();
     rig.clear_logs();
@@ -105,8 +72,8 @@ fn events_reach_the_domain_at_their_stream() {
     let a = rig.device(0, SID, 0, false);
     let b = rig.device(0, OTHER, 0, false);
     let (da, db) = (rig.paging(a), rig.paging(b));
-    handled_by(&mut rig, da, 10);
-    handled_by(&mut rig, db, 20);
+    rig.handled_by(da, 10);
+    rig.handled_by(db, 20);
     let pa = rig.map_buffer(da, 0x1000, 4096);
     rig.core.attach(a, da).unwrap();
     rig.core.attach(b, db).unwrap();

@@ -7,10 +7,8 @@
 #[path = "common/smmu_model.rs"]
 mod smmu_model;
 
-use std::cell::RefCell;
-
 use iommu::Error;
-use iommu::core::{DomainId, Fault, FaultHandler, FaultTarget, PagingFlags, Response};
+use iommu::core::{DomainId, PagingFlags};
 use smmu_model::*;
 
 const SID: u32 = 0x60;
@@ -105,15 +103,6 @@ fn domains_stay_on_their_smmu() {
     assert_eq!(rig.unit(1).take_log(), []);
 }
 
-thread_local! {
-    static SEEN: RefCell<Vec<(DomainId, Fault)>> = const { RefCell::new(Vec::new()) };
-}
-
-fn handler(_: usize, d: DomainId, group: &[Fault]) -> Response {
-    SEEN.with(|s| s.borrow_mut().push((d, group[0])));
-    Response::Invalid
-}
-
 /// The same StreamID faulting on both SMMUs: each event goes to the domain
 /// attached behind the SMMU that recorded it.
 #[test]
@@ -122,20 +111,16 @@ fn faults_are_routed_by_instance() {
     let a = rig.device(0, SID, 0, false);
     let b = rig.device(1, SID, 0, false);
     let (da, db) = (rig.paging(a), rig.paging(b));
-    for d in [da, db] {
-        let t = FaultTarget::Handler(FaultHandler {
-            func: handler,
-            cookie: 0,
-        });
-        rig.core.set_fault_target(d, t).unwrap();
-    }
+    rig.handled_by(da, 1);
+    rig.handled_by(db, 1);
     rig.core.attach(a, da).unwrap();
     rig.core.attach(b, db).unwrap();
     assert!(rig.unit(0).dma(Req::read(SID, 0xa000)).is_err());
     assert!(rig.unit(1).dma(Req::read(SID, 0xb000)).is_err());
     assert_eq!(rig.core.process_faults().unwrap(), 2);
-    let got = SEEN.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    let got: Vec<(DomainId, u16, u64)> =
-        got.iter().map(|(d, f)| (*d, f.instance, f.addr)).collect();
+    let got: Vec<(DomainId, u16, u64)> = seen()
+        .iter()
+        .map(|(_, d, g)| (*d, g[0].instance, g[0].addr))
+        .collect();
     assert_eq!(got, [(da, 0, 0xa000), (db, 1, 0xb000)]);
 }

@@ -21,6 +21,8 @@ pub mod emu;
 pub mod entry;
 #[path = "smmu_model/fake.rs"]
 pub mod fake;
+#[path = "fault_log.rs"]
+pub mod faults;
 #[path = "model_hal.rs"]
 pub mod hal;
 #[path = "smmu_model/records.rs"]
@@ -31,6 +33,8 @@ pub mod request;
 pub mod rig;
 #[path = "smmu_model/spec.rs"]
 pub mod spec;
+#[path = "model_unit.rs"]
+pub mod unit;
 #[path = "smmu_model/walk.rs"]
 pub mod walk;
 #[path = "smmu_model/watch.rs"]
@@ -40,6 +44,7 @@ pub use cmdq::{Cmd, TlbiAddr};
 pub use emu::{Event, Knobs, Queue};
 pub use entry::{Cd, Ste};
 pub use fake::{FakeSmmu, cmds, cmds_no_syncs, count, syncs};
+pub use faults::seen;
 pub use hal::ModelHal;
 pub use records::PriReq;
 pub use request::{EventRec, Kind, Perm, Req, Translated, WalkFault};

@@ -11,8 +11,7 @@
 //! once read, and every CR0 write is seen.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::Ordering;
 
 use super::cache::Caches;
 use super::cmdq::{self, Cmd};
@@ -20,45 +19,12 @@ use super::hal::ModelHal;
 use super::records::PriReq;
 use super::request::{EventRec, Kind, Req, Translated, WalkFault};
 use super::spec::{SmmuConfig, cerror, cr0, gbpa, gerror, mask, reg};
+pub use super::unit::Regs;
 use super::walk::{StrtabCfg, Walker};
 use super::watch::Watch;
 
 /// CR0 after the model consumed a write (reserved bits set).
 pub const CR0_IDLE: u32 = 0xffff_fe00;
-
-/// The register block's memory.
-#[derive(Clone, Copy)]
-pub struct Regs(pub *mut u8);
-
-// SAFETY: the block is heap memory owned by `Shared` for as long as any
-// `Regs` is used; all access is atomic.
-unsafe impl Send for Regs {}
-
-impl Regs {
-    pub fn r32(&self, off: usize) -> &AtomicU32 {
-        assert!(off + 4 <= super::spec::BLOCK && off.is_multiple_of(4));
-        // SAFETY: `off` lies in the block, 4-byte aligned.
-        unsafe { AtomicU32::from_ptr(self.0.add(off).cast()) }
-    }
-
-    pub fn r64(&self, off: usize) -> &AtomicU64 {
-        assert!(off + 8 <= super::spec::BLOCK && off.is_multiple_of(8));
-        // SAFETY: as above, 8-byte aligned.
-        unsafe { AtomicU64::from_ptr(self.0.add(off).cast()) }
-    }
-
-    pub fn get32(&self, off: usize) -> u32 {
-        self.r32(off).load(Ordering::SeqCst)
-    }
-
-    pub fn set32(&self, off: usize, v: u32) {
-        self.r32(off).store(v, Ordering::SeqCst)
-    }
-
-    pub fn get64(&self, off: usize) -> u64 {
-        self.r64(off).load(Ordering::SeqCst)
-    }
-}
 
 /// A circular queue's geometry (Q_BASE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -730,51 +696,20 @@ impl Emu {
     }
 }
 
-/// What the emulator thread, the Hal and the test share.
-pub struct Shared {
-    pub regs: Regs,
-    pub st: Mutex<Emu>,
-    pub stop: AtomicBool,
-}
-
-// SAFETY: `regs` is only used atomically; the state is behind the mutex.
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, Emu> {
-        self.st.lock().unwrap_or_else(|e| e.into_inner())
+impl super::unit::Emulator for Emu {
+    fn step(&mut self) -> bool {
+        Emu::step(self)
     }
 
-    /// Step unless someone else is stepping (then they are); whether
-    /// anything happened.
-    pub fn try_step(&self) -> bool {
-        match self.st.try_lock() {
-            Ok(mut st) => st.step(),
-            Err(TryLockError::Poisoned(e)) => e.into_inner().step(),
-            Err(TryLockError::WouldBlock) => false,
-        }
-    }
-}
-
-impl super::hal::Attached for Shared {
-    fn try_step(&self) -> bool {
-        Shared::try_step(self)
+    fn violations(&self) -> &[String] {
+        &self.violations
     }
 
-    fn flushed(&self, addr: u64, len: u64) {
-        self.lock().flushed(addr, len);
+    fn flushed(&mut self, addr: u64, len: u64) {
+        Emu::flushed(self, addr, len);
     }
 
-    fn freed(&self, addr: u64, len: u64) {
-        self.lock().watch.forget(addr, len);
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        let layout = std::alloc::Layout::from_size_align(super::spec::BLOCK, 4096).unwrap();
-        // SAFETY: allocated in `FakeSmmu::new` with this layout; the thread
-        // is joined and the driver no longer uses the block.
-        unsafe { std::alloc::dealloc(self.regs.0, layout) };
+    fn freed(&mut self, addr: u64, len: u64) {
+        self.watch.forget(addr, len);
     }
 }

@@ -5,7 +5,7 @@
 //! descriptions): what an entry writer may change without the SMMU seeing
 //! a mix of old and new.
 
-use super::spec::{SmmuConfig, bit, bits, mask};
+use super::spec::{SmmuConfig, bit, bits, mask, pa_bits};
 
 /// STE.Config values.
 pub mod config {
@@ -293,16 +293,7 @@ impl Cd {
 
     /// Output size in bits (IPS, at most the SMMU's OAS).
     pub fn ips_bits(&self, id: &SmmuConfig) -> u32 {
-        let b = match self.ips {
-            0 => 32,
-            1 => 36,
-            2 => 40,
-            3 => 42,
-            4 => 44,
-            5 => 48,
-            _ => 52,
-        };
-        b.min(id.oas_bits())
+        pa_bits(self.ips.into()).min(id.oas_bits())
     }
 
     /// Why the SMMU would refuse this CD (C_BAD_CD), if it would.

@@ -5,88 +5,52 @@
 //! then fails the test if the model saw the driver break a rule.
 
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use super::cmdq::Cmd;
-use super::emu::{Emu, Event, Knobs, Regs, Shared};
+use super::emu::{Emu, Event, Knobs};
 use super::entry::{Cd, Ste};
-use super::hal::{Attached, ModelHal};
+use super::hal::ModelHal;
 use super::records::PriReq;
 use super::request::{Kind, Req, Translated, WalkFault};
 use super::spec::{BLOCK, SmmuConfig, cr0, reg};
+use super::unit::Unit;
 use super::watch::Changes;
 
 pub struct FakeSmmu {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    unit: Unit<Emu>,
     pub id: SmmuConfig,
-    allow_violations: bool,
 }
 
 impl FakeSmmu {
     /// An SMMU with these identification registers, its emulator running.
     pub fn new(hal: &ModelHal, id: SmmuConfig) -> Self {
-        let layout = std::alloc::Layout::from_size_align(BLOCK, 4096).unwrap();
-        // SAFETY: non-zero size; freed by `Shared`'s drop.
-        let base = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!base.is_null());
-        let regs = Regs(base);
-        let shared = Arc::new(Shared {
-            regs,
-            st: std::sync::Mutex::new(Emu::new(id, regs, hal.clone())),
-            stop: std::sync::atomic::AtomicBool::new(false),
-        });
-        let unit: Arc<dyn Attached> = shared.clone();
-        hal.attach(Arc::downgrade(&unit));
-        let s = shared.clone();
-        let thread = std::thread::spawn(move || {
-            let mut idle = 0u32;
-            while !s.stop.load(Ordering::SeqCst) {
-                if s.try_step() {
-                    idle = 0;
-                } else {
-                    idle += 1;
-                    if idle < 64 {
-                        std::thread::yield_now();
-                    } else {
-                        std::thread::sleep(Duration::from_micros(50));
-                    }
-                }
-            }
-        });
-        FakeSmmu {
-            shared,
-            thread: Some(thread),
-            id,
-            allow_violations: false,
-        }
+        let unit = Unit::new(hal, BLOCK, |regs| Emu::new(id, regs, hal.clone()));
+        FakeSmmu { unit, id }
     }
 
     /// The register block, for `Smmu::add_unit`.
     pub fn base(&self) -> NonNull<u8> {
-        NonNull::new(self.shared.regs.0).unwrap()
+        self.unit.base()
     }
 
     /// A register as the driver sees it.
     pub fn reg32(&self, off: usize) -> u32 {
-        self.shared.regs.get32(off)
+        self.unit.regs().get32(off)
     }
 
     pub fn reg64(&self, off: usize) -> u64 {
-        self.shared.regs.get64(off)
+        self.unit.regs().get64(off)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Emu> {
-        self.shared.lock()
+        self.unit.lock()
     }
 
     /// Let the SMMU catch up with everything the driver wrote.
     pub fn settle(&self) {
-        let mut st = self.lock();
-        while st.step() {}
+        self.unit.settle()
     }
 
     /// The log, after the SMMU caught up.
@@ -175,7 +139,7 @@ impl FakeSmmu {
     /// Turn the knobs from another thread after `delay` (while the driver
     /// is waiting on this one).
     pub fn knobs_after(&self, delay: Duration, f: impl FnOnce(&mut Knobs) + Send + 'static) {
-        let s = self.shared.clone();
+        let s = self.unit.shared();
         std::thread::spawn(move || {
             std::thread::sleep(delay);
             f(&mut s.lock().knobs);
@@ -199,7 +163,7 @@ impl FakeSmmu {
 
     /// The test checks violations itself.
     pub fn allow_violations(&mut self) {
-        self.allow_violations = true;
+        self.unit.allow_violations()
     }
 
     /// GERROR ^ GERRORN.
@@ -244,22 +208,4 @@ pub fn syncs(log: &[Event]) -> usize {
 /// How many commands of this name a log executed.
 pub fn count(log: &[Event], name: &str) -> usize {
     cmds(log).iter().filter(|c| c.name() == name).count()
-}
-
-impl Drop for FakeSmmu {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let joined = self.thread.take().map(|t| t.join());
-        if std::thread::panicking() {
-            return;
-        }
-        assert!(
-            matches!(joined, Some(Ok(()))),
-            "the emulator thread panicked"
-        );
-        if !self.allow_violations {
-            let v = self.lock().violations.clone();
-            assert!(v.is_empty(), "the driver broke the SMMU's rules: {v:#?}");
-        }
-    }
 }

@@ -216,6 +216,13 @@ impl Rig {
             .unwrap()
     }
 
+    /// Faults of `d` go to the recording handler with `cookie`
+    /// (`faults::seen`).
+    pub fn handled_by(&mut self, d: DomainId, cookie: usize) {
+        let t = super::faults::target(cookie);
+        self.core.set_fault_target(d, t).unwrap();
+    }
+
     /// Every SMMU's log emptied.
     pub fn clear_logs(&self) {
         for u in &self.units {

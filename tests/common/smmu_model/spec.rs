@@ -83,6 +83,20 @@ pub mod cerror {
 /// PROD.OVFLG / CONS.OVACKFLG of the event and PRI queues.
 pub const OVFLG: u32 = 1 << 31;
 
+/// An address size in bits from its encoding (IDR5.OAS, CD.IPS,
+/// STE.S2PS): 0 = 32 bits ... 5 = 48 bits, 6 = 52 bits.
+pub fn pa_bits(enc: u32) -> u32 {
+    match enc {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        5 => 48,
+        _ => 52,
+    }
+}
+
 /// Bits `hi:lo` of `v`.
 pub fn bits(v: u64, hi: u32, lo: u32) -> u64 {
     let width = hi - lo + 1;
@@ -319,15 +333,7 @@ impl SmmuConfig {
     }
 
     pub fn oas_bits(&self) -> u32 {
-        match self.f(5, 2, 0) {
-            0 => 32,
-            1 => 36,
-            2 => 40,
-            3 => 42,
-            4 => 44,
-            5 => 48,
-            _ => 52,
-        }
+        pa_bits(self.f(5, 2, 0))
     }
 
     /// Intermediate address size: the OAS (40 bits at least with AArch32

@@ -11,7 +11,7 @@
 use super::entry::{Cd, Ste, config, dss, l1cd, l1std, s2_geometry};
 use super::hal::ModelHal;
 use super::request::{EventRec, Kind, Perm, Req, Translated, WalkFault, class};
-use super::spec::{SmmuConfig, bit, bits, evt, mask};
+use super::spec::{SmmuConfig, bit, bits, evt, mask, pa_bits};
 
 /// The stream table the SMMU latched (STRTAB_BASE, STRTAB_BASE_CFG).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,18 +66,6 @@ fn cfg_err(id: u8, req: &Req) -> WalkFault {
         rec: EventRec::config(id, req),
         record: true,
         stall: false,
-    }
-}
-
-fn ps_bits(enc: u8) -> u32 {
-    match enc {
-        0 => 32,
-        1 => 36,
-        2 => 40,
-        3 => 42,
-        4 => 44,
-        5 => 48,
-        _ => 52,
     }
 }
 
@@ -409,7 +397,7 @@ impl Walker<'_> {
         if ipa >> ia != 0 {
             return Err(fault(evt::F_TRANSLATION, cls));
         }
-        let ps = ps_bits(ste.s2ps).min(self.id.oas_bits());
+        let ps = pa_bits(ste.s2ps.into()).min(self.id.oas_bits());
         let mut table = ste.s2ttb;
         for level in start..=3u32 {
             if table >> ps != 0 {
