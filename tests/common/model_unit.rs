@@ -15,9 +15,13 @@ use super::hal::{Attached, ModelHal};
 
 /// The emulated hardware behind a register block.
 pub trait Emulator: Send + 'static {
+    /// What the hardware did, as its log records it.
+    type Event: Clone;
     /// React to what the driver wrote since the last step; whether anything
     /// happened.
     fn step(&mut self) -> bool;
+    /// The log of what the hardware did.
+    fn log(&mut self) -> &mut Vec<Self::Event>;
     /// The rules the driver broke so far.
     fn violations(&self) -> &[String];
     /// The driver made its writes to `[addr, addr + len)` visible.
@@ -203,6 +207,18 @@ impl<E: Emulator + Send> Unit<E> {
     pub fn settle(&self) {
         let mut st = self.lock();
         while st.step() {}
+    }
+
+    /// The log, after the hardware caught up.
+    pub fn log(&self) -> Vec<E::Event> {
+        self.settle();
+        self.lock().log().clone()
+    }
+
+    /// The log so far, emptied.
+    pub fn take_log(&self) -> Vec<E::Event> {
+        self.settle();
+        std::mem::take(self.lock().log())
     }
 
     /// The test checks violations itself.

@@ -697,8 +697,14 @@ impl Emu {
 }
 
 impl super::unit::Emulator for Emu {
+    type Event = Event;
+
     fn step(&mut self) -> bool {
         Emu::step(self)
+    }
+
+    fn log(&mut self) -> &mut Vec<Event> {
+        &mut self.log
     }
 
     fn violations(&self) -> &[String] {

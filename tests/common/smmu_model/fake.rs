@@ -4,8 +4,6 @@
 //! watched entry changes, knobs). Dropping it stops and joins the thread,
 //! then fails the test if the model saw the driver break a rule.
 
-use std::ptr::NonNull;
-use std::sync::MutexGuard;
 use std::time::Duration;
 
 use super::cmdq::Cmd;
@@ -23,16 +21,26 @@ pub struct FakeSmmu {
     pub id: SmmuConfig,
 }
 
+/// The register block, its log and state, as `Unit` gives them.
+impl std::ops::Deref for FakeSmmu {
+    type Target = Unit<Emu>;
+
+    fn deref(&self) -> &Unit<Emu> {
+        &self.unit
+    }
+}
+
+impl std::ops::DerefMut for FakeSmmu {
+    fn deref_mut(&mut self) -> &mut Unit<Emu> {
+        &mut self.unit
+    }
+}
+
 impl FakeSmmu {
     /// An SMMU with these identification registers, its emulator running.
     pub fn new(hal: &ModelHal, id: SmmuConfig) -> Self {
         let unit = Unit::new(hal, BLOCK, |regs| Emu::new(id, regs, hal.clone()));
         FakeSmmu { unit, id }
-    }
-
-    /// The register block, for `Smmu::add_unit`.
-    pub fn base(&self) -> NonNull<u8> {
-        self.unit.base()
     }
 
     /// A register as the driver sees it.
@@ -42,27 +50,6 @@ impl FakeSmmu {
 
     pub fn reg64(&self, off: usize) -> u64 {
         self.unit.regs().get64(off)
-    }
-
-    pub fn lock(&self) -> MutexGuard<'_, Emu> {
-        self.unit.lock()
-    }
-
-    /// Let the SMMU catch up with everything the driver wrote.
-    pub fn settle(&self) {
-        self.unit.settle()
-    }
-
-    /// The log, after the SMMU caught up.
-    pub fn log(&self) -> Vec<Event> {
-        self.settle();
-        self.lock().log.clone()
-    }
-
-    /// The log so far, emptied.
-    pub fn take_log(&self) -> Vec<Event> {
-        self.settle();
-        std::mem::take(&mut self.lock().log)
     }
 
     /// The commands executed (emptying the log).
@@ -159,11 +146,6 @@ impl FakeSmmu {
     pub fn violations(&self) -> Vec<String> {
         self.settle();
         self.lock().violations.clone()
-    }
-
-    /// The test checks violations itself.
-    pub fn allow_violations(&mut self) {
-        self.unit.allow_violations()
     }
 
     /// GERROR ^ GERRORN.

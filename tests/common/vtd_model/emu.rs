@@ -550,8 +550,14 @@ fn invalidate_psc(psc: &mut Vec<PscLine>, inv: &Inv) {
 }
 
 impl super::unit::Emulator for Emu {
+    type Event = Event;
+
     fn step(&mut self) -> bool {
         Emu::step(self)
+    }
+
+    fn log(&mut self) -> &mut Vec<Event> {
+        &mut self.log
     }
 
     fn violations(&self) -> &[String] {

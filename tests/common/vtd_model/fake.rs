@@ -4,8 +4,6 @@
 //! requests, knobs). Dropping it stops and joins the thread, then fails
 //! the test if the model saw the driver break a rule.
 
-use std::ptr::NonNull;
-use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 
 use super::emu::{BLOCK, Emu, Event, QueueFault};
@@ -21,16 +19,26 @@ pub struct FakeUnit {
     pub id: UnitConfig,
 }
 
+/// The register block, its log and state, as `Unit` gives them.
+impl std::ops::Deref for FakeUnit {
+    type Target = Unit<Emu>;
+
+    fn deref(&self) -> &Unit<Emu> {
+        &self.unit
+    }
+}
+
+impl std::ops::DerefMut for FakeUnit {
+    fn deref_mut(&mut self) -> &mut Unit<Emu> {
+        &mut self.unit
+    }
+}
+
 impl FakeUnit {
     /// A unit with these identification registers, its emulator running.
     pub fn new(hal: &ModelHal, id: UnitConfig) -> Self {
         let unit = Unit::new(hal, BLOCK, |regs| Emu::new(id, regs, hal.clone()));
         FakeUnit { unit, id }
-    }
-
-    /// The register block, for `Vtd::add_unit`.
-    pub fn base(&self) -> NonNull<u8> {
-        self.unit.base()
     }
 
     /// A 32-bit register, as the driver sees it.
@@ -41,27 +49,6 @@ impl FakeUnit {
     /// A 64-bit register, as the driver sees it.
     pub fn reg64(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
         self.unit.r64(off)
-    }
-
-    pub fn lock(&self) -> MutexGuard<'_, Emu> {
-        self.unit.lock()
-    }
-
-    /// Let the unit catch up with everything the driver wrote.
-    pub fn settle(&self) {
-        self.unit.settle()
-    }
-
-    /// The log, after the unit caught up.
-    pub fn log(&self) -> Vec<Event> {
-        self.settle();
-        self.lock().log.clone()
-    }
-
-    /// The log so far, emptied.
-    pub fn take_log(&self) -> Vec<Event> {
-        self.settle();
-        std::mem::take(&mut self.lock().log)
     }
 
     /// The descriptors executed (emptying the log).
@@ -208,11 +195,6 @@ impl FakeUnit {
     pub fn violations(&self) -> Vec<String> {
         self.settle();
         self.lock().violations.clone()
-    }
-
-    /// The test checks violations itself.
-    pub fn allow_violations(&mut self) {
-        self.unit.allow_violations();
     }
 
     /// Empty the unit's caches (as if everything was invalidated).
