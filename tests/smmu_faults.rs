@@ -363,3 +363,42 @@ fn pending_stalls_are_terminated_at_detach() {
     assert_eq!(rig.unit(0).stalled(), 0);
     assert_eq!(rig.core.process_faults().unwrap(), 0);
 }
+
+/// With substreams, faults tagged with a PASID go to the domain attached
+/// at that PASID: an event recorded with its SubstreamID, and a page
+/// request whose PRI_RESP carries the PASID back; untagged ones go to the
+/// requester ID's domain.
+#[test]
+fn pasid_faults_reach_the_pasids_domain() {
+    let mut rig = Rig::new(&[pri_cfg().ssid_bits(8)]);
+    let dev = rig.device(0, SID, 8, true);
+    let (a, b) = (rig.paging(dev), rig.paging(dev));
+    rig.handled_by(a, 110);
+    rig.handled_by(b, 120);
+    rig.core.attach(dev, a).unwrap();
+    let pasid = rig.core.alloc_pasid(dev).unwrap();
+    rig.core.attach_pasid(dev, pasid, b).unwrap();
+    rig.clear_logs();
+    let u = rig.unit(0);
+    assert!(u.dma(Req::write(SID, 0x3000).ssid(pasid)).is_err());
+    assert!(u.dma(Req::write(SID, 0x4000)).is_err());
+    u.page_request(PriReq::read(SID, Some(pasid), 0x5000, 3))
+        .unwrap();
+    assert_eq!(rig.core.process_faults().unwrap(), 3);
+    let got: Vec<(usize, DomainId, Option<u32>, u64, FaultKind)> = seen()
+        .iter()
+        .map(|(c, d, g)| (*c, *d, g[0].pasid, g[0].addr, g[0].kind))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (120, b, Some(pasid), 0x3000, FaultKind::Unrecoverable),
+            (110, a, None, 0x4000, FaultKind::Unrecoverable),
+            (120, b, Some(pasid), 0x5000, FaultKind::PageRequest),
+        ]
+    );
+    assert_eq!(
+        pri_resps(&rig.unit(0).take_log()),
+        [(SID, Some(pasid), 3, 2)]
+    );
+}

@@ -231,3 +231,20 @@ fn no_atc_invalidation_without_ats() {
         assert_eq!(count(&rig.unit(0).take_log(), "ATC_INV"), 0);
     }
 }
+
+/// A freed domain's ASID is flushed before it is handed out again: the
+/// next domain with the same ASID never hits what the first left in the
+/// TLB, even without an unmap.
+#[test]
+fn a_freed_asid_is_flushed_before_reuse() {
+    let (mut rig, dev, d) = warm(SmmuConfig::qemu(), false, PagingFlags::empty(), 1);
+    let asid = rig.tag(d);
+    rig.core.detach(dev).unwrap();
+    rig.core.free_domain(d).unwrap();
+    assert!(count(&rig.unit(0).take_log(), "TLBI_NH_ASID") >= 1);
+    let e = rig.paging(dev);
+    assert_eq!(rig.tag(e), asid, "the same ASID again");
+    let pe = rig.map_buffer(e, BASE, 4096);
+    rig.core.attach(dev, e).unwrap();
+    assert_eq!(rig.unit(0).dma(Req::read(SID, BASE)).unwrap().pa, pe);
+}
