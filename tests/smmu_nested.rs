@@ -206,3 +206,29 @@ fn detach_leaves_the_stream_aborting() {
         Err(WalkFault::Abort("STE Config abort"))
     );
 }
+
+/// A guest asking for ATS (EATS = 1) gets it only where the host enabled
+/// ATS for the device on an SMMU with ATS: otherwise the STE's EATS stays
+/// 0 (RES0 without IDR0.ATS; the host never enabled the device's ATS), as
+/// Linux takes the guest's EATS only for a master with ATS on.
+#[test]
+fn guest_ats_only_where_the_host_has_it() {
+    use iommu::drivers::smmuv3::ste;
+    for (cfg, dev_ats, eats) in [
+        (SmmuConfig::qemu().ats(true), true, 1),
+        (SmmuConfig::qemu().ats(true), false, 0),
+        (SmmuConfig::qemu(), true, 0),
+    ] {
+        let mut rig = Rig::new(&[cfg]);
+        let dev = rig.device(0, SID, 0, dev_ats);
+        let parent = rig.parent(dev);
+        let (cdt, _) = rig.guest_s1(parent, 0, 0, ASID, IOVA, 0x2000_0000);
+        let mut w = vste(cdt, 0, 0);
+        ste::EATS.set(&mut w, 1);
+        let n = rig.nested_from(dev, parent, w).unwrap();
+        rig.core.attach(dev, n).unwrap();
+        let got = rig.unit(0).ste(SID).unwrap();
+        assert_eq!(got.eats, eats, "{cfg:?} device ATS {dev_ats}");
+        assert_eq!(got.config, smmu_model::entry::config::NESTED);
+    }
+}

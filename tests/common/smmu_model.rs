@@ -48,6 +48,6 @@ pub use faults::seen;
 pub use hal::ModelHal;
 pub use records::PriReq;
 pub use request::{EventRec, Kind, Perm, Req, Translated, WalkFault};
-pub use rig::{Core, RW, Rig, SmmuCaps};
+pub use rig::{Core, RW, Rig, SmmuCaps, vste};
 pub use spec::{SmmuConfig, StallModel, evt};
 pub use watch::{Change, Changes, Entry};

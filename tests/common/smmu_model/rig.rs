@@ -199,21 +199,22 @@ impl Rig {
         cd_bits: u8,
         dss: u64,
     ) -> DomainId {
-        use iommu::drivers::smmuv3::{ste, user};
-        let mut w = [0u64; 8];
-        ste::V.set(&mut w, 1);
-        ste::CONFIG.set(&mut w, ste::config::S1_TRANS);
-        ste::S1_CONTEXT_PTR.set_in_place(&mut w, cd_table);
-        ste::S1_CD_MAX.set(&mut w, cd_bits.into());
-        if cd_bits > 0 {
-            ste::S1DSS.set(&mut w, dss);
-        }
+        let w = vste(cd_table, cd_bits, dss);
+        self.nested_from(dev, parent, w).unwrap()
+    }
+
+    /// A nested domain on `parent` from a guest STE's first two words.
+    pub fn nested_from(
+        &mut self,
+        dev: DeviceId,
+        parent: DomainId,
+        w: [u64; 2],
+    ) -> Result<DomainId, iommu::Error> {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&w[0].to_le_bytes());
         bytes[8..].copy_from_slice(&w[1].to_le_bytes());
-        self.core
-            .alloc_nested(dev, parent, user::HWPT_DATA_ARM_SMMUV3, &bytes)
-            .unwrap()
+        let ty = iommu::drivers::smmuv3::user::HWPT_DATA_ARM_SMMUV3;
+        self.core.alloc_nested(dev, parent, ty, &bytes)
     }
 
     /// Faults of `d` go to the recording handler with `cookie`
@@ -240,4 +241,19 @@ impl Rig {
         let u = self.smmu(instance);
         (u.asids.in_use(), u.vmids.in_use())
     }
+}
+
+/// A guest STE's first two words: stage 1 through the CD table at
+/// `cd_table` of 2^`cd_bits` CDs (S1DSS `dss` with substreams).
+pub fn vste(cd_table: u64, cd_bits: u8, dss: u64) -> [u64; 2] {
+    use iommu::drivers::smmuv3::ste;
+    let mut w = [0u64; 2];
+    ste::V.set(&mut w, 1);
+    ste::CONFIG.set(&mut w, ste::config::S1_TRANS);
+    ste::S1_CONTEXT_PTR.set_in_place(&mut w, cd_table);
+    ste::S1_CD_MAX.set(&mut w, cd_bits.into());
+    if cd_bits > 0 {
+        ste::S1DSS.set(&mut w, dss);
+    }
+    w
 }
