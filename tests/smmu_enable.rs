@@ -118,6 +118,21 @@ fn cr0ack_never_set_times_out() {
     assert!(!rig.smmu(0).enabled());
 }
 
+/// GBPA.UPDATE never clearing: enable reports `Timeout` naming it before
+/// touching CR0.
+#[test]
+fn gbpa_update_never_clearing_times_out() {
+    let mut rig = Rig::bare(&[SmmuConfig::qemu()]);
+    rig.unit(0).knobs(|k| k.gbpa_stuck = true);
+    assert_eq!(
+        rig.core.add_instance(0),
+        Err(Error::Timeout {
+            what: "SMMUv3 GBPA.UPDATE"
+        })
+    );
+    assert_eq!(ops(&rig.unit(0).log()), Vec::<String>::new());
+}
+
 /// SMMUs the driver cannot use are refused at probe, naming what is
 /// missing, before anything is written to them.
 #[test]
