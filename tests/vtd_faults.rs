@@ -7,48 +7,13 @@
 #[path = "common/vtd_model.rs"]
 mod vtd_model;
 
-use std::cell::RefCell;
-
-use iommu::core::{
-    Access, DomainId, Fault, FaultHandler, FaultKind, FaultTarget, PagingFlags, Response,
-};
+use iommu::core::{Access, Fault, FaultKind, PagingFlags};
 use iommu::pgtable::Prot;
 use iommu::{Iova, PhysAddr};
 use vtd_model::spec::{cap, fsts};
 use vtd_model::*;
 
 const SID: u16 = 0x0010;
-
-thread_local! {
-    static SEEN: RefCell<Vec<(usize, DomainId, Vec<Fault>)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Records every group; answers by the cookie's last digit: 0 Success,
-/// 1 Invalid, 2 Failure.
-fn handler(cookie: usize, domain: DomainId, group: &[Fault]) -> Response {
-    SEEN.with(|s| s.borrow_mut().push((cookie, domain, group.to_vec())));
-    match cookie % 10 {
-        0 => Response::Success,
-        1 => Response::Invalid,
-        _ => Response::Failure,
-    }
-}
-
-fn seen() -> Vec<(usize, DomainId, Vec<Fault>)> {
-    SEEN.with(|s| std::mem::take(&mut *s.borrow_mut()))
-}
-
-fn handled_by(rig: &mut Rig, d: DomainId, cookie: usize) {
-    rig.core
-        .set_fault_target(
-            d,
-            FaultTarget::Handler(FaultHandler {
-                func: handler,
-                cookie,
-            }),
-        )
-        .unwrap();
-}
 
 fn event(device: u16, pasid: Option<u32>, addr: u64, access: Access, reason: u16) -> Fault {
     Fault {
@@ -85,8 +50,8 @@ fn fault_records_are_decoded_cleared_and_routed() {
     let dev = rig.device(0, SID, 8, false);
     let d = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
     let e = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
-    handled_by(&mut rig, d, 10);
-    handled_by(&mut rig, e, 20);
+    rig.handled_by(d, 10);
+    rig.handled_by(e, 20);
     rig.core.attach(dev, d).unwrap();
     let pasid = rig.core.alloc_pasid(dev).unwrap();
     rig.core.attach_pasid(dev, pasid, e).unwrap();
@@ -144,7 +109,7 @@ fn overflow_and_wrap_around_of_the_records() {
     let mut rig = Rig::new(&[UnitConfig::legacy().cap_set(cap::NFR, 3)]);
     let dev = rig.device(0, SID, 0, false);
     let d = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
-    handled_by(&mut rig, d, 30);
+    rig.handled_by(d, 30);
     rig.core.attach(dev, d).unwrap();
     let u = &rig.units[0];
     for i in 0..4 {
@@ -184,7 +149,7 @@ fn a_refused_dma_reaches_the_domain_handler() {
     let mut rig = Rig::legacy();
     let dev = rig.device(0, SID, 0, false);
     let d = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
-    handled_by(&mut rig, d, 40);
+    rig.handled_by(d, 40);
     rig.core
         .map(d, Iova(0), PhysAddr(0x8000_0000), 0x1000, Prot::READ)
         .unwrap();
@@ -247,8 +212,8 @@ fn page_requests_are_routed_and_answered_once_per_group() {
     let dev = rig.device(0, SID, 8, false);
     let d = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
     let e = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
-    handled_by(&mut rig, d, 50);
-    handled_by(&mut rig, e, 61);
+    rig.handled_by(d, 50);
+    rig.handled_by(e, 61);
     rig.core.attach(dev, d).unwrap();
     let pasid = rig.core.alloc_pasid(dev).unwrap();
     rig.core.attach_pasid(dev, pasid, e).unwrap();
@@ -292,7 +257,7 @@ fn page_requests_are_routed_and_answered_once_per_group() {
 
     // A handler answering Failure.
     let f = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
-    handled_by(&mut rig, f, 72);
+    rig.handled_by(f, 72);
     rig.core.attach(dev, f).unwrap();
     rig.clear_logs();
     rig.units[0]
@@ -311,7 +276,7 @@ fn page_request_queue_overflow_and_wrap_around() {
     let mut rig = Rig::scalable();
     let dev = rig.device(0, SID, 0, false);
     let d = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
-    handled_by(&mut rig, d, 90);
+    rig.handled_by(d, 90);
     rig.core.attach(dev, d).unwrap();
     rig.clear_logs();
     let u = &rig.units[0];
@@ -365,7 +330,7 @@ fn ending_an_attachment_drains_page_requests() {
     let mut rig = Rig::scalable();
     let dev = rig.device(0, SID, 8, false);
     let d = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
-    handled_by(&mut rig, d, 80);
+    rig.handled_by(d, 80);
     let pasid = rig.core.alloc_pasid(dev).unwrap();
     rig.core.attach_pasid(dev, pasid, d).unwrap();
     rig.clear_logs();
@@ -430,7 +395,7 @@ fn no_page_requests_without_page_request_drain() {
     let mut rig = Rig::new(&[UnitConfig::scalable().ecap_off(vtd_model::spec::ecap::PDS)]);
     let dev = rig.device(0, SID, 8, false);
     let d = rig.core.alloc_paging(dev, PagingFlags::empty()).unwrap();
-    handled_by(&mut rig, d, 100);
+    rig.handled_by(d, 100);
     rig.core.attach(dev, d).unwrap();
     let pasid = rig.core.alloc_pasid(dev).unwrap();
     rig.core.attach_pasid(dev, pasid, d).unwrap();

@@ -16,7 +16,9 @@ pub mod cache;
 pub mod emu;
 #[path = "vtd_model/fake.rs"]
 pub mod fake;
-#[path = "vtd_model/hal.rs"]
+#[path = "fault_log.rs"]
+pub mod faults;
+#[path = "model_hal.rs"]
 pub mod hal;
 #[path = "vtd_model/inv.rs"]
 pub mod inv;
@@ -28,11 +30,14 @@ pub mod request;
 pub mod rig;
 #[path = "vtd_model/spec.rs"]
 pub mod spec;
+#[path = "model_unit.rs"]
+pub mod unit;
 #[path = "vtd_model/walk.rs"]
 pub mod walk;
 
 pub use emu::{Event, QueueFault};
 pub use fake::{FakeUnit, invs, invs_no_waits, waits};
+pub use faults::seen;
 pub use hal::ModelHal;
 pub use inv::{CcScope, DevRange, Inv, IotlbScope, PcScope, PiotlbScope};
 pub use report::{FaultRec, PageReq};

@@ -62,8 +62,15 @@ pub const SCALE: Field = Field::new(0, 24, 20);
 pub const VMID: Field = Field::new(0, 47, 32);
 /// TLBI: ASID.
 pub const ASID: Field = Field::new(0, 63, 48);
-/// RESUME: the answer (0: retry, 1: abort, 2: terminate silently).
+/// RESUME: the answer, bits Ac (12, retry) and Ab (13, abort when
+/// terminated): [`RESUME_TERM`], [`RESUME_RETRY`] or [`RESUME_ABORT`].
 pub const RESUME_RESP: Field = Field::new(0, 13, 12);
+/// RESUME: terminate the transaction silently (RAZ/WI).
+pub const RESUME_TERM: u64 = 0b00;
+/// RESUME: retry the transaction (Ac).
+pub const RESUME_RETRY: u64 = 0b01;
+/// RESUME: terminate the transaction with an abort to the device (Ab).
+pub const RESUME_ABORT: u64 = 0b10;
 /// CMD_SYNC: completion signal (0: none, poll CONS; 1: IRQ; 2: SEV).
 pub const SYNC_CS: Field = Field::new(0, 13, 12);
 
@@ -260,10 +267,12 @@ pub fn pri_resp(sid: u32, ssid: Option<u32>, grpid: u16, resp: u64) -> Command {
         .with(PRI_RESP, resp)
 }
 
-/// Retry (0) or abort (1) the transaction stalled with `stag` at `sid`.
+/// Retry the transaction stalled with `stag` at `sid`, or (`abort`)
+/// terminate it with an abort.
 pub fn resume(sid: u32, stag: u16, abort: bool) -> Command {
+    let resp = if abort { RESUME_ABORT } else { RESUME_RETRY };
     Command::new(op::RESUME)
         .with(SID, sid.into())
-        .with(RESUME_RESP, abort.into())
+        .with(RESUME_RESP, resp)
         .with(RESUME_STAG, stag.into())
 }

@@ -341,6 +341,11 @@ impl<H: Hal + Clone, const N: usize> Smmu<H, N> {
         let id = tag.id as u16;
         let ril = u.id.idr3.ril;
         if tag.kind == TagKind::DevTlb {
+            if !u.id.idr0.ats {
+                // No ATS on this SMMU: the device has no ATC to invalidate
+                // (its STE never enables ATS), and ATC_INV is illegal.
+                return Ok(());
+            }
             let (addr, size) = match range {
                 Some((s, e)) => atc_block(s, e),
                 None => (0, cmd::ATC_SIZE_ALL as u8),

@@ -67,7 +67,14 @@ impl Master {
         }
         match self.rid {
             Rid::Stage2(s) => ste::stage2(s, self.ats),
-            Rid::Nested(g, s) => ste::nested(g, s),
+            Rid::Nested(mut g, s) => {
+                // The guest's ATS only where the host enabled it for the
+                // device on an SMMU with ATS (EATS is RES0 without it).
+                if !self.ats {
+                    ste::EATS.set(&mut g, 0);
+                }
+                ste::nested(g, s)
+            }
             Rid::Bypass => ste::bypass(),
             Rid::Abort | Rid::Stage1 => ste::abort(),
         }

@@ -77,25 +77,7 @@ pub struct Knobs {
     pub arm: Option<QueueFault>,
 }
 
-/// The register block's memory.
-#[derive(Clone, Copy)]
-pub struct Regs(pub *mut u8);
-
-// SAFETY: the block is heap memory owned by `Shared` for as long as any
-// `Regs` is used; all access is atomic.
-unsafe impl Send for Regs {}
-
-impl Regs {
-    pub fn r32(&self, off: usize) -> &AtomicU32 {
-        // SAFETY: `off` lies in the block (see `BLOCK`), 4-byte aligned.
-        unsafe { AtomicU32::from_ptr(self.0.add(off).cast()) }
-    }
-
-    pub fn r64(&self, off: usize) -> &AtomicU64 {
-        // SAFETY: as above, 8-byte aligned.
-        unsafe { AtomicU64::from_ptr(self.0.add(off).cast()) }
-    }
-}
+pub use super::unit::Regs;
 
 /// Bytes of the register block (VER..PRS, IOTLB registers, up to 256 fault
 /// records after FRO).
@@ -567,37 +549,18 @@ fn invalidate_psc(psc: &mut Vec<PscLine>, inv: &Inv) {
     }
 }
 
-/// What the emulator thread, the Hal and the test share.
-pub struct Shared {
-    pub regs: Regs,
-    pub st: Mutex<Emu>,
-    pub stop: AtomicBool,
-}
+impl super::unit::Emulator for Emu {
+    type Event = Event;
 
-// SAFETY: `regs` is only used atomically; the state is behind the mutex.
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, Emu> {
-        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    fn step(&mut self) -> bool {
+        Emu::step(self)
     }
 
-    /// Step unless someone else is stepping (then they are); whether
-    /// anything happened.
-    pub fn try_step(&self) -> bool {
-        match self.st.try_lock() {
-            Ok(mut st) => st.step(),
-            Err(TryLockError::Poisoned(e)) => e.into_inner().step(),
-            Err(TryLockError::WouldBlock) => false,
-        }
+    fn log(&mut self) -> &mut Vec<Event> {
+        &mut self.log
     }
-}
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        let layout = std::alloc::Layout::from_size_align(BLOCK, 4096).unwrap();
-        // SAFETY: allocated in `FakeUnit::new` with this layout; the thread
-        // is joined and the driver no longer uses the block.
-        unsafe { std::alloc::dealloc(self.regs.0, layout) };
+    fn violations(&self) -> &[String] {
+        &self.violations
     }
 }

@@ -4,100 +4,51 @@
 //! requests, knobs). Dropping it stops and joins the thread, then fails
 //! the test if the model saw the driver break a rule.
 
-use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use super::emu::{BLOCK, Emu, Event, QueueFault, Regs, Shared};
+use super::emu::{BLOCK, Emu, Event, QueueFault};
 use super::hal::ModelHal;
 use super::inv::Inv;
 use super::report::{FaultRec, PageReq};
 use super::spec::{UnitConfig, fsts, gcmd, reg};
+use super::unit::Unit;
 use super::walk::{Ctx, PasidEnt, Req, Translated, WalkFault};
 
 pub struct FakeUnit {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    unit: Unit<Emu>,
     pub id: UnitConfig,
-    /// Violations a test expects (it checks them itself).
-    allow_violations: bool,
+}
+
+/// The register block, its log and state, as `Unit` gives them.
+impl std::ops::Deref for FakeUnit {
+    type Target = Unit<Emu>;
+
+    fn deref(&self) -> &Unit<Emu> {
+        &self.unit
+    }
+}
+
+impl std::ops::DerefMut for FakeUnit {
+    fn deref_mut(&mut self) -> &mut Unit<Emu> {
+        &mut self.unit
+    }
 }
 
 impl FakeUnit {
     /// A unit with these identification registers, its emulator running.
     pub fn new(hal: &ModelHal, id: UnitConfig) -> Self {
-        let layout = std::alloc::Layout::from_size_align(BLOCK, 4096).unwrap();
-        // SAFETY: non-zero size; freed by `Shared`'s drop.
-        let base = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!base.is_null());
-        let regs = Regs(base);
-        let shared = Arc::new(Shared {
-            regs,
-            st: std::sync::Mutex::new(Emu::new(id, regs, hal.clone())),
-            stop: std::sync::atomic::AtomicBool::new(false),
-        });
-        hal.attach(Arc::downgrade(&shared));
-        let s = shared.clone();
-        let thread = std::thread::spawn(move || {
-            let mut idle = 0u32;
-            while !s.stop.load(Ordering::SeqCst) {
-                if s.try_step() {
-                    idle = 0;
-                } else {
-                    idle += 1;
-                    if idle < 64 {
-                        std::thread::yield_now();
-                    } else {
-                        std::thread::sleep(Duration::from_micros(50));
-                    }
-                }
-            }
-        });
-        FakeUnit {
-            shared,
-            thread: Some(thread),
-            id,
-            allow_violations: false,
-        }
-    }
-
-    /// The register block, for `Vtd::add_unit`.
-    pub fn base(&self) -> NonNull<u8> {
-        NonNull::new(self.shared.regs.0).unwrap()
+        let unit = Unit::new(hal, BLOCK, |regs| Emu::new(id, regs, hal.clone()));
+        FakeUnit { unit, id }
     }
 
     /// A 32-bit register, as the driver sees it.
     pub fn reg32(&self, off: usize) -> &std::sync::atomic::AtomicU32 {
-        self.shared.regs.r32(off)
+        self.unit.r32(off)
     }
 
     /// A 64-bit register, as the driver sees it.
     pub fn reg64(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
-        self.shared.regs.r64(off)
-    }
-
-    pub fn lock(&self) -> MutexGuard<'_, Emu> {
-        self.shared.lock()
-    }
-
-    /// Let the unit catch up with everything the driver wrote.
-    pub fn settle(&self) {
-        let mut st = self.lock();
-        while st.step() {}
-    }
-
-    /// The log, after the unit caught up.
-    pub fn log(&self) -> Vec<Event> {
-        self.settle();
-        self.lock().log.clone()
-    }
-
-    /// The log so far, emptied.
-    pub fn take_log(&self) -> Vec<Event> {
-        self.settle();
-        std::mem::take(&mut self.lock().log)
+        self.unit.r64(off)
     }
 
     /// The descriptors executed (emptying the log).
@@ -198,10 +149,7 @@ impl FakeUnit {
     pub fn preset_gsts(&self, bits: u32) {
         let mut st = self.lock();
         st.gsts |= bits;
-        self.shared
-            .regs
-            .r32(reg::GSTS)
-            .store(st.gsts, Ordering::SeqCst);
+        self.unit.r32(reg::GSTS).store(st.gsts, Ordering::SeqCst);
     }
 
     /// Queued invalidation left enabled by firmware, on a ring of its own.
@@ -224,7 +172,7 @@ impl FakeUnit {
     /// FSTS as the driver reads it.
     pub fn fsts_register(&self) -> u32 {
         self.settle();
-        self.shared.regs.r32(reg::FSTS).load(Ordering::SeqCst)
+        self.unit.r32(reg::FSTS).load(Ordering::SeqCst)
     }
 
     /// Fault records still pending (F set).
@@ -237,7 +185,7 @@ impl FakeUnit {
     /// PQH and PQT as the registers hold them.
     pub fn prq_head_tail(&self) -> (u64, u64) {
         self.settle();
-        let r = self.shared.regs;
+        let r = self.unit.regs();
         (
             r.r64(reg::PQH).load(Ordering::SeqCst),
             r.r64(reg::PQT).load(Ordering::SeqCst),
@@ -247,11 +195,6 @@ impl FakeUnit {
     pub fn violations(&self) -> Vec<String> {
         self.settle();
         self.lock().violations.clone()
-    }
-
-    /// The test checks violations itself.
-    pub fn allow_violations(&mut self) {
-        self.allow_violations = true;
     }
 
     /// Empty the unit's caches (as if everything was invalidated).
@@ -292,24 +235,6 @@ pub fn invs_no_waits(log: &[Event]) -> Vec<Inv> {
 /// How many waits a log executed.
 pub fn waits(log: &[Event]) -> usize {
     invs(log).iter().filter(|i| i.is_wait()).count()
-}
-
-impl Drop for FakeUnit {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let joined = self.thread.take().map(|t| t.join());
-        if std::thread::panicking() {
-            return;
-        }
-        assert!(
-            matches!(joined, Some(Ok(()))),
-            "the emulator thread panicked"
-        );
-        if !self.allow_violations {
-            let v = self.lock().violations.clone();
-            assert!(v.is_empty(), "the driver broke the unit's rules: {v:#?}");
-        }
-    }
 }
 
 impl QueueFault {

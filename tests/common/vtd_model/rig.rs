@@ -2,7 +2,7 @@
 //! from.
 
 use iommu::Error;
-use iommu::core::{Caps, DeviceId, DeviceInfo, Iommu};
+use iommu::core::{Caps, DeviceId, DeviceInfo, DomainId, Iommu};
 use iommu::drivers::vtd::driver::Vtd;
 
 use super::fake::FakeUnit;
@@ -76,6 +76,13 @@ impl Rig {
             })
             .unwrap();
         dev
+    }
+
+    /// Faults of `d` go to the recording handler with `cookie`
+    /// (`faults::seen`).
+    pub fn handled_by(&mut self, d: DomainId, cookie: usize) {
+        let t = super::faults::target(cookie);
+        self.core.set_fault_target(d, t).unwrap();
     }
 
     /// Every unit's log emptied.

@@ -1,8 +1,9 @@
-//! The `Hal` of the VT-d model: pages from the heap, physical address ==
-//! virtual address, the real clock. It keeps every live allocation, so the
-//! model only ever touches memory the driver was given (a table pointer
-//! outside it is reported, never dereferenced) and a test can count the
-//! pages still live.
+//! The `Hal` of the hardware models (VT-d, SMMUv3): pages from the heap,
+//! physical address == virtual address, the real clock. It keeps every live
+//! allocation, so a model only ever touches memory the driver was given (a
+//! table pointer outside it is reported, never dereferenced) and a test can
+//! count the pages still live. The models attached to it are stepped from
+//! the driver's clock reads and told of every cache clean and free.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::BTreeMap;
@@ -13,16 +14,30 @@ use std::time::Instant;
 use iommu::PhysAddr;
 use iommu::hal::Hal;
 
-use super::emu::Shared;
-
 const PAGE: u64 = 4096;
+
+/// A model unit the Hal serves: stepped whenever the driver reads the
+/// clock, told whenever the driver cleans written memory to the walker
+/// (`flush_dcache`) or frees pages.
+pub trait Attached: Send + Sync {
+    /// Step unless someone else is stepping; whether anything happened.
+    fn try_step(&self) -> bool;
+    /// The driver made its writes to `[addr, addr + len)` visible.
+    fn flushed(&self, addr: u64, len: u64) {
+        let _ = (addr, len);
+    }
+    /// Pages at `[addr, addr + len)` went back to the Hal.
+    fn freed(&self, addr: u64, len: u64) {
+        let _ = (addr, len);
+    }
+}
 
 struct HalState {
     /// Start address -> page count.
     live: Mutex<BTreeMap<u64, usize>>,
     start: Instant,
     /// Emulators the driver's polling steps (see `now_ns`).
-    units: Mutex<Vec<Weak<Shared>>>,
+    units: Mutex<Vec<Weak<dyn Attached>>>,
     /// Fail allocations from this attempt on (counted from 1).
     fail_from: AtomicU64,
     attempts: AtomicU64,
@@ -90,7 +105,7 @@ impl ModelHal {
     }
 
     /// Let the driver's polling step this emulator too.
-    pub(super) fn attach(&self, unit: Weak<Shared>) {
+    pub fn attach(&self, unit: Weak<dyn Attached>) {
         self.0
             .units
             .lock()
@@ -134,6 +149,12 @@ impl ModelHal {
         self.alloc_pages(1).expect("model memory").0
     }
 
+    /// The attached units still alive.
+    fn units(&self) -> Vec<std::sync::Arc<dyn Attached>> {
+        let units = self.0.units.lock().unwrap_or_else(|e| e.into_inner());
+        units.iter().filter_map(Weak::upgrade).collect()
+    }
+
     /// Frees since the Hal was made.
     pub fn frees(&self) -> u32 {
         self.0.frees.load(Ordering::SeqCst)
@@ -172,6 +193,9 @@ unsafe impl Hal for ModelHal {
         let had = self.live().remove(&phys.0);
         assert_eq!(had, Some(count), "free of {:#x} ({count} pages)", phys.0);
         self.0.frees.fetch_add(1, Ordering::SeqCst);
+        for u in self.units() {
+            u.freed(phys.0, count as u64 * PAGE);
+        }
         // SAFETY: allocated above with this layout (checked).
         unsafe { dealloc(phys.0 as *mut u8, layout(count)) };
     }
@@ -184,15 +208,15 @@ unsafe impl Hal for ModelHal {
         // The driver polls the clock in every wait: step the emulators
         // here too, so a wait progresses even when their threads are not
         // scheduled (the threads still run them on their own).
-        let units: Vec<_> = self
-            .0
-            .units
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for u in units.iter().filter_map(Weak::upgrade) {
+        for u in self.units() {
             u.try_step();
         }
         self.0.start.elapsed().as_nanos() as u64
+    }
+
+    fn flush_dcache(&self, virt: *const u8, len: usize) {
+        for u in self.units() {
+            u.flushed(virt as u64, len as u64);
+        }
     }
 }
