@@ -50,7 +50,8 @@ impl<'a> Fdt<'a> {
         } else if off_strings > off_struct {
             off_strings - off_struct
         } else {
-            total - off_struct
+            // off_dt_struct past totalsize is caught here (no block there).
+            total.checked_sub(off_struct).ok_or(Error::BadHeader)?
         };
         let block = |off: usize, len: usize| -> Result<&'a [u8], Error> {
             let end = off.checked_add(len).ok_or(Error::BadHeader)?;

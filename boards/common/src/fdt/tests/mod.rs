@@ -6,6 +6,7 @@ use std::vec::Vec as StdVec;
 use super::*;
 use crate::platform::{Ecam, IommuKind, PciWindow, Region, RidMap, WindowKind};
 
+mod malformed;
 mod synthetic;
 mod virt;
 
@@ -195,4 +196,9 @@ fn synthetic(extra_bridge_props: impl Fn(&mut Writer)) -> StdVec<u8> {
             ]),
         );
     w.end().end().finish()
+}
+
+/// Overwrites header word `i` (big-endian) of a blob.
+fn set_header(blob: &mut [u8], i: usize, v: u32) {
+    blob[i * 4..i * 4 + 4].copy_from_slice(&v.to_be_bytes());
 }
