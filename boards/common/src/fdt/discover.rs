@@ -3,7 +3,7 @@
 
 use heapless::Vec;
 
-use super::{Error, Fdt, Node, be32, cells_value};
+use super::{Error, Fdt, Node, be32, cells_value, entry_len, skip_cells};
 use crate::platform::{Ecam, IommuKind, IommuUnit, PciWindow, Platform, RidMap, WindowKind};
 
 fn push<T, const N: usize>(v: &mut Vec<T, N>, item: T, what: &'static str) -> Result<(), Error> {
@@ -139,15 +139,17 @@ fn host_bridge(node: &Node<'_>, p: &mut Platform) -> Result<u16, Error> {
         return Err(Error::BadProperty("ranges"));
     }
     let ranges = node.property("ranges").unwrap_or(&[]);
-    let entry = ((3 + parent.address + cells.size) as usize) * 4;
+    let entry = entry_len(&[(3, 3), (parent.address, 2), (cells.size, 2)])
+        .ok_or(Error::BadProperty("ranges"))?;
     if !ranges.len().is_multiple_of(entry) {
         return Err(Error::BadProperty("ranges"));
     }
     for e in ranges.chunks_exact(entry) {
         let hi = be32(e, 0).unwrap_or(0);
-        let pci_base = cells_value(&e[4..], 2, "ranges")?;
-        let cpu = cells_value(&e[12..], parent.address, "ranges")?;
-        let size = cells_value(&e[12 + parent.address as usize * 4..], cells.size, "ranges")?;
+        let pci_base = cells_value(skip_cells(e, 1), 2, "ranges")?;
+        let cpu_side = skip_cells(e, 3);
+        let cpu = cells_value(cpu_side, parent.address, "ranges")?;
+        let size = cells_value(skip_cells(cpu_side, parent.address), cells.size, "ranges")?;
         let kind = match (hi >> 24) & 3 {
             PCI_SPACE_IO => WindowKind::Io,
             PCI_SPACE_MEM32 => WindowKind::Mem32,
@@ -236,13 +238,16 @@ pub fn address_limit(fdt: &Fdt<'_>) -> Result<u64, Error> {
             node.parent_cells().address,
             node.cells().size,
         );
-        let entry = ((ca + pa + sz) as usize) * 4;
-        if ca > 4 || pa > 2 || sz > 2 || entry == 0 || !ranges.len().is_multiple_of(entry) {
+        let Some(entry) = entry_len(&[(ca, 4), (pa, 2), (sz, 2)]) else {
+            continue;
+        };
+        if !ranges.len().is_multiple_of(entry) {
             continue;
         }
         for e in ranges.chunks_exact(entry) {
-            let parent = cells_value(&e[ca as usize * 4..], pa, "ranges");
-            let size = cells_value(&e[(ca + pa) as usize * 4..], sz, "ranges");
+            let parent_side = skip_cells(e, ca);
+            let parent = cells_value(parent_side, pa, "ranges");
+            let size = cells_value(skip_cells(parent_side, pa), sz, "ranges");
             if let (Ok(parent), Ok(size)) = (parent, size) {
                 if let Ok(cpu) = node.translate(parent) {
                     top = top.max(cpu.saturating_add(size));

@@ -56,7 +56,8 @@ pub enum Error {
     /// An `iommu-map` names a phandle that is no enabled "arm,smmu-v3" node.
     UnknownPhandle(u32),
     /// An address cannot be translated to a CPU physical address (an
-    /// ancestor bus has no `ranges`, or no entry of it covers the address).
+    /// ancestor bus has no `ranges`, no entry of it covers the address, or
+    /// its cell counts are more than this reader translates).
     Untranslatable,
     /// Valid device tree that this reader does not support (property name).
     Unsupported(&'static str),
@@ -72,13 +73,43 @@ fn be32(bytes: &[u8], off: usize) -> Option<u32> {
 fn cells_value(bytes: &[u8], cells: u32, what: &'static str) -> Result<u64, Error> {
     let mut v: u64 = 0;
     for i in 0..cells as usize {
-        let c = be32(bytes, i * 4).ok_or(Error::BadProperty(what))?;
+        let c = i
+            .checked_mul(4)
+            .and_then(|off| be32(bytes, off))
+            .ok_or(Error::BadProperty(what))?;
         if v >> 32 != 0 {
             return Err(Error::BadProperty(what));
         }
         v = (v << 32) | u64::from(c);
     }
     Ok(v)
+}
+
+/// Bytes of one entry made of groups of cells, given as (count, most
+/// accepted): `None` if a count is over its limit (checked before any
+/// arithmetic, so a huge `#address-cells` cannot overflow the sum) or the
+/// entry would be empty.
+fn entry_len(groups: &[(u32, u32)]) -> Option<usize> {
+    let mut cells = 0usize;
+    for &(count, max) in groups {
+        if count > max {
+            return None;
+        }
+        cells = cells.checked_add(usize::try_from(count).ok()?)?;
+    }
+    if cells == 0 {
+        return None;
+    }
+    cells.checked_mul(4)
+}
+
+/// What follows the first `cells` cells of `bytes` (empty if `bytes` is shorter).
+fn skip_cells(bytes: &[u8], cells: u32) -> &[u8] {
+    usize::try_from(cells)
+        .ok()
+        .and_then(|c| c.checked_mul(4))
+        .and_then(|off| bytes.get(off..))
+        .unwrap_or(&[])
 }
 
 fn round_up4(n: usize) -> usize {

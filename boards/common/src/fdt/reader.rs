@@ -3,7 +3,7 @@
 
 use super::{
     Cells, Error, FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_NOP, FDT_PROP, HEADER_LEN, MAGIC,
-    MAX_DEPTH, be32, cells_value, round_up4,
+    MAX_DEPTH, be32, cells_value, entry_len, round_up4, skip_cells,
 };
 use crate::platform::Region;
 
@@ -367,8 +367,8 @@ impl<'a> Node<'a> {
     pub fn reg(&self) -> Result<RegIter<'a>, Error> {
         let c = self.parent_cells();
         let value = self.property("reg").unwrap_or(&[]);
-        let entry = ((c.address + c.size) as usize) * 4;
-        if c.address > 4 || c.size > 4 || entry == 0 || !value.len().is_multiple_of(entry) {
+        let entry = entry_len(&[(c.address, 4), (c.size, 4)]).ok_or(Error::BadProperty("reg"))?;
+        if !value.len().is_multiple_of(entry) {
             return Err(Error::BadProperty("reg"));
         }
         Ok(RegIter {
@@ -406,15 +406,16 @@ impl<'a> Node<'a> {
                 continue; // identity
             }
             let (ca, pa, sz) = (bus.cells.address, up.address, bus.cells.size);
-            let entry = ((ca + pa + sz) as usize) * 4;
-            if ca > 2 || pa > 2 || sz > 2 || entry == 0 || !ranges.len().is_multiple_of(entry) {
+            let entry = entry_len(&[(ca, 2), (pa, 2), (sz, 2)]).ok_or(Error::Untranslatable)?;
+            if !ranges.len().is_multiple_of(entry) {
                 return Err(Error::Untranslatable);
             }
             let mut hit = None;
             for e in ranges.chunks_exact(entry) {
                 let child = cells_value(e, ca, "ranges")?;
-                let parent = cells_value(&e[ca as usize * 4..], pa, "ranges")?;
-                let size = cells_value(&e[(ca + pa) as usize * 4..], sz, "ranges")?;
+                let parent_side = skip_cells(e, ca);
+                let parent = cells_value(parent_side, pa, "ranges")?;
+                let size = cells_value(skip_cells(parent_side, pa), sz, "ranges")?;
                 if addr >= child && addr - child < size {
                     hit = Some(parent + (addr - child));
                     break;
@@ -443,11 +444,10 @@ impl Iterator for RegIter<'_> {
         let (e, rest) = self.value.split_at(self.entry);
         self.value = rest;
         let a = self.cells.address;
-        Some(cells_value(e, a, "reg").and_then(|addr| {
-            Ok((
-                addr,
-                cells_value(&e[a as usize * 4..], self.cells.size, "reg")?,
-            ))
-        }))
+        Some(
+            cells_value(e, a, "reg").and_then(|addr| {
+                Ok((addr, cells_value(skip_cells(e, a), self.cells.size, "reg")?))
+            }),
+        )
     }
 }
