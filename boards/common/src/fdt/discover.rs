@@ -156,10 +156,16 @@ fn host_bridge(node: &Node<'_>, p: &mut Platform) -> Result<u16, Error> {
             PCI_SPACE_MEM64 => WindowKind::Mem64,
             _ => continue, // configuration space: not a window
         };
+        let cpu_base = node.translate(cpu)?;
+        // The window must fit the address space on the PCI and the CPU side.
+        pci_base
+            .checked_add(size)
+            .and(cpu_base.checked_add(size))
+            .ok_or(Error::Overflow("ranges"))?;
         let window = PciWindow {
             kind,
             prefetchable: hi & PCI_PREFETCHABLE != 0,
-            cpu_base: node.translate(cpu)?,
+            cpu_base,
             pci_base,
             size,
             segment,
@@ -249,8 +255,13 @@ pub fn address_limit(fdt: &Fdt<'_>) -> Result<u64, Error> {
             let parent = cells_value(parent_side, pa, "ranges");
             let size = cells_value(skip_cells(parent_side, pa), sz, "ranges");
             if let (Ok(parent), Ok(size)) = (parent, size) {
-                if let Ok(cpu) = node.translate(parent) {
-                    top = top.max(cpu.saturating_add(size));
+                // An entry that runs past 2^64 is skipped, not saturated.
+                if let Some(end) = node
+                    .translate(parent)
+                    .ok()
+                    .and_then(|c| c.checked_add(size))
+                {
+                    top = top.max(end);
                 }
             }
         }

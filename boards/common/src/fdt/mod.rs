@@ -59,6 +59,9 @@ pub enum Error {
     /// ancestor bus has no `ranges`, no entry of it covers the address, or
     /// its cell counts are more than this reader translates).
     Untranslatable,
+    /// An address plus a size, or an address translated through `ranges`,
+    /// runs past the end of the 64-bit address space (property name).
+    Overflow(&'static str),
     /// Valid device tree that this reader does not support (property name).
     Unsupported(&'static str),
 }

@@ -378,15 +378,15 @@ impl<'a> Node<'a> {
         })
     }
 
-    /// The `reg` entries translated to CPU physical addresses.
+    /// The `reg` entries translated to CPU physical addresses. A region
+    /// whose end would lie past 2^64 is [`Error::Overflow`].
     pub fn reg_regions(&self) -> Result<impl Iterator<Item = Result<Region, Error>> + 'a, Error> {
         let node = *self;
         Ok(self.reg()?.map(move |r| {
             let (base, size) = r?;
-            Ok(Region {
-                base: node.translate(base)?,
-                size,
-            })
+            let base = node.translate(base)?;
+            base.checked_add(size).ok_or(Error::Overflow("reg"))?;
+            Ok(Region { base, size })
         }))
     }
 
@@ -417,7 +417,11 @@ impl<'a> Node<'a> {
                 let parent = cells_value(parent_side, pa, "ranges")?;
                 let size = cells_value(skip_cells(parent_side, pa), sz, "ranges")?;
                 if addr >= child && addr - child < size {
-                    hit = Some(parent + (addr - child));
+                    // The entry must fit the address space on both sides.
+                    let overflow = Error::Overflow("ranges");
+                    child.checked_add(size).ok_or(overflow)?;
+                    parent.checked_add(size).ok_or(overflow)?;
+                    hit = Some(parent.checked_add(addr - child).ok_or(overflow)?);
                     break;
                 }
             }
@@ -428,6 +432,7 @@ impl<'a> Node<'a> {
 }
 
 /// Iterator over `reg` entries: (address in the parent bus space, size).
+/// An entry whose end would lie past 2^64 is [`Error::Overflow`].
 pub struct RegIter<'a> {
     value: &'a [u8],
     cells: Cells,
@@ -444,10 +449,10 @@ impl Iterator for RegIter<'_> {
         let (e, rest) = self.value.split_at(self.entry);
         self.value = rest;
         let a = self.cells.address;
-        Some(
-            cells_value(e, a, "reg").and_then(|addr| {
-                Ok((addr, cells_value(skip_cells(e, a), self.cells.size, "reg")?))
-            }),
-        )
+        Some(cells_value(e, a, "reg").and_then(|addr| {
+            let size = cells_value(skip_cells(e, a), self.cells.size, "reg")?;
+            addr.checked_add(size).ok_or(Error::Overflow("reg"))?;
+            Ok((addr, size))
+        }))
     }
 }

@@ -150,3 +150,113 @@ fn cells_beyond_a_u64_address_are_rejected() {
         Err(Error::BadProperty("reg"))
     ));
 }
+
+#[test]
+fn ranges_parent_near_2_64_is_overflow_not_a_wrapped_address() {
+    // Bus addresses 0..0x10000 map to 0xffff_ffff_ffff_f000..: the entry runs
+    // past 2^64. Translating 0x2000 computed parent + 0x2000, which wrapped
+    // to 0x1000 in release builds (and panicked in debug builds).
+    let blob = bus_tree(
+        [2, 2],
+        [1, 1],
+        &[0, 0xffff_ffff, 0xffff_f000, 0x1_0000],
+        &[0x2000, 0x1000],
+    );
+    let fdt = Fdt::new(&blob).unwrap();
+    let dev = node(&fdt, "dev@0");
+    assert_eq!(dev.translate(0x2000), Err(Error::Overflow("ranges")));
+    // The entry itself is bad: even an address whose translation fits is refused.
+    assert_eq!(dev.translate(0x800), Err(Error::Overflow("ranges")));
+    assert_eq!(platform(&fdt, "t").unwrap_err(), Error::Overflow("ranges"));
+    // address_limit skips what it cannot translate instead of saturating.
+    assert_eq!(address_limit(&fdt), Ok(0));
+
+    // The same bus one page lower fits and translates.
+    let blob = bus_tree(
+        [2, 2],
+        [1, 1],
+        &[0, 0xffff_ffff, 0xfffe_f000, 0x1_0000],
+        &[0x2000, 0x1000],
+    );
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(
+        node(&fdt, "dev@0").translate(0x2000),
+        Ok(0xffff_ffff_ffff_1000)
+    );
+    let p = platform(&fdt, "t").unwrap();
+    assert_eq!(
+        p.ram.as_slice(),
+        &[Region {
+            base: 0xffff_ffff_ffff_1000,
+            size: 0x1000
+        }]
+    );
+}
+
+#[test]
+fn ranges_child_side_past_2_64_is_overflow() {
+    let blob = bus_tree(
+        [2, 2],
+        [2, 1],
+        &[0xffff_ffff, 0xffff_0000, 0, 0, 0x2_0000],
+        &[0xffff_ffff, 0xffff_1000, 0x100],
+    );
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(
+        node(&fdt, "dev@0").translate(0xffff_ffff_ffff_1000),
+        Err(Error::Overflow("ranges"))
+    );
+}
+
+#[test]
+fn reg_past_2_64_is_overflow() {
+    // A region whose end runs past 2^64 (Region::end saturated it).
+    let mut w = Writer::default();
+    w.begin("")
+        .prop("#address-cells", V::Cells(&[2]))
+        .prop("#size-cells", V::Cells(&[2]))
+        .begin("memory@0")
+        .prop("device_type", V::Str("memory"))
+        .prop("reg", V::Cells(&[0xffff_ffff, 0xffff_f000, 0, 0x2000]))
+        .end()
+        .end();
+    let blob = w.finish();
+    let fdt = Fdt::new(&blob).unwrap();
+    let regs: StdVec<_> = node(&fdt, "memory@0").reg().unwrap().collect();
+    assert_eq!(regs, [Err(Error::Overflow("reg"))]);
+    assert_eq!(platform(&fdt, "t").unwrap_err(), Error::Overflow("reg"));
+    assert_eq!(address_limit(&fdt), Ok(0));
+
+    // Its base in a ranges entry that fits, but its end past 2^64 once translated.
+    let blob = bus_tree(
+        [2, 2],
+        [1, 1],
+        &[0, 0xffff_ffff, 0xfffe_0000, 0x1_0000],
+        &[0xf000, 0x2_0000],
+    );
+    let fdt = Fdt::new(&blob).unwrap();
+    let regions: StdVec<_> = node(&fdt, "dev@0").reg_regions().unwrap().collect();
+    assert_eq!(regions, [Err(Error::Overflow("reg"))]);
+}
+
+#[test]
+fn pci_window_past_2_64_is_overflow() {
+    // CPU side: 0xffff_ffff_ffff_0000 + 1 MiB.
+    let blob = synthetic(|w| {
+        w.prop(
+            "ranges",
+            V::Cells(&[0x4300_0000, 0, 0, 0xffff_ffff, 0xffff_0000, 0x10_0000]),
+        );
+    });
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(platform(&fdt, "t").unwrap_err(), Error::Overflow("ranges"));
+    // PCI side: 0xffff_ffff_ffff_0000 + 1 MiB.
+    let blob = synthetic(|w| {
+        w.prop(
+            "ranges",
+            V::Cells(&[0x4300_0000, 0xffff_ffff, 0xffff_0000, 0, 0, 0x10_0000]),
+        );
+    });
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(platform(&fdt, "t").unwrap_err(), Error::Overflow("ranges"));
+}
