@@ -191,7 +191,11 @@ fn iommu_map(bridge: &Node<'_>, segment: u16, p: &mut Platform) -> Result<(), Er
     for e in map.chunks_exact(16) {
         let w = |i: usize| be32(e, i * 4).unwrap_or(0);
         let (rid_base, phandle, sid_base, len) = (w(0), w(1), w(2), w(3));
-        if u64::from(rid_base) + u64::from(len) > 0x1_0000 {
+        // RIDs are 16 bits; the StreamIDs sid_base..sid_base+len must be
+        // 32-bit values (a consumer adds the RID offset to sid_base).
+        if u64::from(rid_base) + u64::from(len) > 0x1_0000
+            || u64::from(sid_base) + u64::from(len) > 0x1_0000_0000
+        {
             return Err(Error::BadProperty("iommu-map"));
         }
         let iommu = p

@@ -260,3 +260,23 @@ fn pci_window_past_2_64_is_overflow() {
     let fdt = Fdt::new(&blob).unwrap();
     assert_eq!(platform(&fdt, "t").unwrap_err(), Error::Overflow("ranges"));
 }
+
+#[test]
+fn iommu_map_stream_ids_past_2_32_are_bad_property() {
+    // RIDs 0..0x100 to StreamIDs 0xffff_ff80..: the last RIDs' StreamIDs do
+    // not fit in 32 bits (pci::coverage added the offset in u32).
+    let blob = synthetic(|w| {
+        w.prop("iommu-map", V::Cells(&[0, 7, 0xffff_ff80, 0x100]));
+    });
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(
+        platform(&fdt, "t").unwrap_err(),
+        Error::BadProperty("iommu-map")
+    );
+    // Ending exactly at 2^32 is fine.
+    let blob = synthetic(|w| {
+        w.prop("iommu-map", V::Cells(&[0, 7, 0xffff_ff00, 0x100]));
+    });
+    let p = platform(&Fdt::new(&blob).unwrap(), "t").unwrap();
+    assert_eq!(p.rid_maps[0].sid_base, 0xffff_ff00);
+}
