@@ -12,6 +12,7 @@ use crate::platform::{Ecam, IommuKind, PciWindow, ScopeKind, WindowKind};
 
 mod aml;
 mod dmar;
+mod malformed;
 mod qemu10;
 mod tables;
 

@@ -1,0 +1,56 @@
+//! Malformed tables that once overflowed, panicked or gave a wrong result:
+//! each now gives its typed error (or the right answer).
+
+use super::*;
+
+#[test]
+fn mcfg_window_past_2_64_is_malformed() {
+    // 256 buses from 0xffff_ffff_f000_0000 end at 2^64: only the start of
+    // bus_start was checked, so the window's end was not representable.
+    let t = sdt(
+        b"MCFG",
+        1,
+        &mcfg_body(&[(0xffff_ffff_f000_0000, 0, 0, 0xff)]),
+    );
+    let mut out: Vec<Ecam, 4> = Vec::new();
+    assert_eq!(
+        parse_mcfg(&t, &mut out),
+        Err(Error::Malformed {
+            table: Signature::MCFG,
+            offset: SDT_HEADER_LEN + 8
+        })
+    );
+    // Second entry: the window for buses up to 0x1f (32 MiB from its bus 0
+    // base) ends 1 MiB past 2^64.
+    let t = sdt(
+        b"MCFG",
+        1,
+        &mcfg_body(&[
+            (0xb000_0000, 0, 0, 0xff),
+            (0xffff_ffff_fe10_0000, 1, 0x10, 0x1f),
+        ]),
+    );
+    assert_eq!(
+        parse_mcfg(&t, &mut Vec::<Ecam, 4>::new()),
+        Err(Error::Malformed {
+            table: Signature::MCFG,
+            offset: SDT_HEADER_LEN + 8 + 16
+        })
+    );
+    // 2 MiB lower, the window ends at 0xffff_ffff_fff0_0000.
+    let t = sdt(
+        b"MCFG",
+        1,
+        &mcfg_body(&[(0xffff_ffff_fdf0_0000, 1, 0x10, 0x1f)]),
+    );
+    parse_mcfg(&t, &mut out).unwrap();
+    assert_eq!(
+        &out[..],
+        &[Ecam {
+            base: 0xffff_ffff_fef0_0000,
+            segment: 1,
+            bus_start: 0x10,
+            bus_end: 0x1f
+        }]
+    );
+}
