@@ -149,7 +149,8 @@ pub struct Tables<'m, M: PhysMem + ?Sized> {
 
 impl<'m, M: PhysMem + ?Sized> Tables<'m, M> {
     /// Load the root table the RSDP names: the XSDT for revision ≥ 2 with a
-    /// non-zero XSDT address, else the RSDT.
+    /// non-zero XSDT address, else the RSDT. A root table whose entries do
+    /// not fill its length in whole entries is [`Error::Malformed`].
     pub fn new(mem: &'m M, rsdp: &Rsdp) -> Result<Self, Error> {
         let (addr, sig, wide) = if rsdp.revision >= 2 && rsdp.xsdt != 0 {
             (rsdp.xsdt, Signature::XSDT, true)
@@ -157,11 +158,15 @@ impl<'m, M: PhysMem + ?Sized> Tables<'m, M> {
             (u64::from(rsdp.rsdt), Signature::RSDT, false)
         };
         let root = load_table(mem, addr, Some(sig))?;
-        Ok(Self {
-            mem,
-            entries: &root[SDT_HEADER_LEN..],
-            wide,
-        })
+        let entries = root.get(SDT_HEADER_LEN..).unwrap_or(&[]);
+        // A part entry at the end is a bad length, not an entry to drop.
+        if !entries.len().is_multiple_of(if wide { 8 } else { 4 }) {
+            return Err(Error::Malformed {
+                table: sig,
+                offset: 4,
+            });
+        }
+        Ok(Self { mem, entries, wide })
     }
 
     /// Physical addresses of the listed tables, in order.

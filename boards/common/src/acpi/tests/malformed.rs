@@ -54,3 +54,35 @@ fn mcfg_window_past_2_64_is_malformed() {
         }]
     );
 }
+
+#[test]
+fn root_table_with_a_part_entry_is_malformed() {
+    // An RSDT of one entry and two stray bytes, an XSDT of one entry and
+    // four: the part entry was dropped silently.
+    let mut m = Mem::default();
+    m.put(0xf_5000, rsdp_v0(0x1000));
+    let mut body = 0x2000u32.to_le_bytes().to_vec();
+    body.extend_from_slice(&[0, 0]);
+    m.put(0x1000, sdt(b"RSDT", 1, &body));
+    let rsdp = Rsdp::read(&m, 0xf_5000).unwrap();
+    assert!(matches!(
+        Tables::new(&m, &rsdp),
+        Err(Error::Malformed {
+            table: Signature::RSDT,
+            offset: 4
+        })
+    ));
+    let mut m = Mem::default();
+    m.put(0xf_5000, rsdp_v2(0, 0x1000));
+    let mut body = 0x2000u64.to_le_bytes().to_vec();
+    body.extend_from_slice(&[0; 4]);
+    m.put(0x1000, sdt(b"XSDT", 1, &body));
+    let mut p = Platform::default();
+    assert_eq!(
+        discover(&m, 0xf_5000, &mut p),
+        Err(Error::Malformed {
+            table: Signature::XSDT,
+            offset: 4
+        })
+    );
+}
