@@ -24,30 +24,30 @@ fn parse_scopes<const N: usize>(
     let sig = Signature::DMAR;
     let mut off = start;
     while off < end {
-        let kind = rd8(t, off);
-        let len = rd8(t, off + 1);
-        let (kind, len) = match (kind, len) {
-            (Some(k), Some(l)) if off + 2 <= end => (k, usize::from(l)),
-            _ => {
-                return Err(Error::Truncated {
-                    table: sig,
-                    offset: off,
-                });
-            }
+        let truncated = Error::Truncated {
+            table: sig,
+            offset: off,
         };
+        // Type and length must lie inside the enclosing structure.
+        if end - off < 2 {
+            return Err(truncated);
+        }
+        let (kind, len) = match (rd8(t, off), rd8(t, off + 1)) {
+            (Some(k), Some(l)) => (k, usize::from(l)),
+            _ => return Err(truncated),
+        };
+        // 6 fixed bytes and (device, function) pairs.
         if len < 6 || (len - 6) % 2 != 0 {
             return Err(Error::Malformed {
                 table: sig,
                 offset: off,
             });
         }
-        if off + len > end {
-            return Err(Error::Truncated {
-                table: sig,
-                offset: off,
-            });
+        let scope_end = off.checked_add(len).ok_or(truncated)?;
+        if scope_end > end {
+            return Err(truncated);
         }
-        let s = &t[off..off + len];
+        let s = t.get(off..scope_end).ok_or(truncated)?;
         let mut path = Vec::new();
         for hop in s[6..].chunks_exact(2) {
             path.push((hop[0], hop[1]))
@@ -68,7 +68,7 @@ fn parse_scopes<const N: usize>(
             path,
         })
         .map_err(|_| Error::TooMany { table: sig })?;
-        off += len;
+        off = scope_end;
     }
     Ok(())
 }
@@ -88,7 +88,7 @@ pub fn parse_dmar(dmar: &[u8], platform: &mut Platform) -> Result<(), Error> {
     platform.dmar_haw = t[SDT_HEADER_LEN].saturating_add(1);
     let mut off = DMAR_STRUCTS;
     while off < t.len() {
-        let (kind, len) = match (rd16(t, off), rd16(t, off + 2)) {
+        let (kind, len) = match (rd16(t, off), off.checked_add(2).and_then(|o| rd16(t, o))) {
             (Some(k), Some(l)) => (k, usize::from(l)),
             _ => {
                 return Err(Error::Truncated {
@@ -103,34 +103,35 @@ pub fn parse_dmar(dmar: &[u8], platform: &mut Platform) -> Result<(), Error> {
                 offset: off,
             });
         }
-        let end = off + len;
-        if end > t.len() {
-            return Err(Error::Truncated {
-                table: sig,
-                offset: off,
-            });
-        }
-        let too_short = |min: usize| {
-            if len < min {
-                Err(Error::Malformed {
-                    table: sig,
-                    offset: off,
-                })
-            } else {
-                Ok(())
-            }
+        let truncated = Error::Truncated {
+            table: sig,
+            offset: off,
         };
-        let s = &t[off..end];
+        let end = off.checked_add(len).ok_or(truncated)?;
+        if end > t.len() {
+            return Err(truncated);
+        }
+        let malformed = Error::Malformed {
+            table: sig,
+            offset: off,
+        };
+        // After this, the fixed fields (and off + min) lie inside the table.
+        let too_short = |min: usize| if len < min { Err(malformed) } else { Ok(()) };
+        let s = t.get(off..end).ok_or(truncated)?;
         match kind {
             dmar_type::DRHD => {
                 too_short(16)?;
                 let mut scopes = Vec::new();
                 parse_scopes(t, off + 16, end, &mut scopes)?;
+                let base = rd64(s, 8).unwrap_or(0);
+                // Size: bits 3:0 = N, the register set spans 2^N 4 KiB pages.
+                let size = 4096u64 << (s[5] & 0xf);
+                // The register set must fit the address space.
+                base.checked_add(size).ok_or(malformed)?;
                 let unit = IommuUnit {
                     kind: IommuKind::Vtd,
-                    base: rd64(s, 8).unwrap_or(0),
-                    // Size: bits 3:0 = N, the register set spans 2^N 4 KiB pages.
-                    size: 4096u64 << (s[5] & 0xf),
+                    base,
+                    size,
                     segment: rd16(s, 6).unwrap_or(0),
                     include_all: s[4] & 1 != 0,
                     scopes,
@@ -152,10 +153,7 @@ pub fn parse_dmar(dmar: &[u8], platform: &mut Platform) -> Result<(), Error> {
                     scopes,
                 };
                 if rmrr.limit < rmrr.base {
-                    return Err(Error::Malformed {
-                        table: sig,
-                        offset: off,
-                    });
+                    return Err(malformed);
                 }
                 platform
                     .rmrrs

@@ -86,3 +86,84 @@ fn root_table_with_a_part_entry_is_malformed() {
         })
     );
 }
+
+#[test]
+fn drhd_registers_past_2_64_are_malformed() {
+    // A DRHD of 2^2 pages at 0xffff_ffff_ffff_d000: its register set ran
+    // past 2^64 (base + size was never checked).
+    let t = sdt(
+        b"DMAR",
+        1,
+        &dmar_body(39, &[drhd(0, 2, 0, 0xffff_ffff_ffff_d000, &[])]),
+    );
+    let mut p = Platform::default();
+    assert_eq!(
+        parse_dmar(&t, &mut p),
+        Err(Error::Malformed {
+            table: Signature::DMAR,
+            offset: 48
+        })
+    );
+    // One page lower it fits.
+    let t = sdt(
+        b"DMAR",
+        1,
+        &dmar_body(39, &[drhd(0, 2, 0, 0xffff_ffff_ffff_b000, &[])]),
+    );
+    let mut p = Platform::default();
+    parse_dmar(&t, &mut p).unwrap();
+    assert_eq!(
+        (p.iommus[0].base, p.iommus[0].size),
+        (0xffff_ffff_ffff_b000, 0x4000)
+    );
+}
+
+#[test]
+fn dmar_scope_lengths_are_checked_against_their_structure() {
+    let mut p = Platform::default();
+    // A scope whose length byte says 0xfe inside a DRHD that ends right
+    // after its 6 fixed bytes.
+    let mut sc = scope(1, 0, 0, &[]);
+    sc[1] = 0xfe;
+    let t = sdt(b"DMAR", 1, &dmar_body(39, &[drhd(0, 0, 0, 0x1000, &[sc])]));
+    assert_eq!(
+        parse_dmar(&t, &mut p),
+        Err(Error::Truncated {
+            table: Signature::DMAR,
+            offset: 48 + 16
+        })
+    );
+    // A lone type byte at the end of the DRHD: the length byte belongs to
+    // the next structure.
+    let mut d = drhd(0, 0, 0, 0x1000, &[vec![1]]);
+    d.extend(drhd(0, 0, 0, 0x2000, &[]));
+    let t = sdt(b"DMAR", 1, &dmar_body(39, &[d]));
+    assert_eq!(
+        parse_dmar(&t, &mut p),
+        Err(Error::Truncated {
+            table: Signature::DMAR,
+            offset: 48 + 16
+        })
+    );
+    // A path of 4 hops (6 + 8 bytes) is read whole.
+    let t = sdt(
+        b"DMAR",
+        1,
+        &dmar_body(
+            39,
+            &[drhd(
+                0,
+                0,
+                0,
+                0x1000,
+                &[scope(2, 0, 0, &[(1, 0), (2, 0), (3, 0), (4, 1)])],
+            )],
+        ),
+    );
+    let mut p = Platform::default();
+    parse_dmar(&t, &mut p).unwrap();
+    assert_eq!(
+        &p.iommus[0].scopes[0].path[..],
+        &[(1, 0), (2, 0), (3, 0), (4, 1)]
+    );
+}
