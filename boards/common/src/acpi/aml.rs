@@ -112,14 +112,20 @@ pub struct AddressSpace {
 }
 
 impl AddressSpace {
-    /// Length: `_LEN`, or `_MAX - _MIN + 1` when `_LEN` is zero.
+    /// Length: `_LEN`, or `_MAX - _MIN + 1` when `_LEN` is zero (saturated
+    /// at `u64::MAX` for a range of all 2^64 addresses).
     pub fn size(&self) -> u64 {
+        self.checked_size().unwrap_or(u64::MAX)
+    }
+
+    /// [`AddressSpace::size`], or `None` for a range of all 2^64 addresses.
+    fn checked_size(&self) -> Option<u64> {
         if self.len != 0 {
-            self.len
+            Some(self.len)
         } else if self.max >= self.min {
-            (self.max - self.min).saturating_add(1)
+            (self.max - self.min).checked_add(1)
         } else {
-            0
+            Some(0)
         }
     }
 
@@ -283,7 +289,9 @@ fn host_bridge_bus(template: &[u8]) -> Option<(u64, u64)> {
 /// range starts at 0 wins, else the first. Memory windows smaller than
 /// [`MIN_MEM_WINDOW`] or overlapping the VGA hole are skipped; memory windows
 /// whose bus addresses end at or below 4 GiB are [`WindowKind::Mem32`].
-/// `_SEG` is not evaluated: the windows get `segment`.
+/// `_SEG` is not evaluated: the windows get `segment`. A memory or I/O
+/// descriptor whose window runs past 2^64 on the bus or the CPU side is
+/// [`Error::Malformed`] at its offset in the table.
 pub fn host_bridge_windows<const N: usize>(
     dsdt: &[u8],
     segment: u16,
@@ -304,16 +312,33 @@ pub fn host_bridge_windows<const N: usize>(
         }
     }
     let template = chosen.ok_or(Error::NoHostBridge)?;
-    for r in resources(template) {
+    // Where the template lies in the table (it is a subslice of it), for errors.
+    let template_off = (template.as_ptr() as usize).wrapping_sub(t.as_ptr() as usize);
+    let mut descriptors = resources(template);
+    loop {
+        let at = template_off.saturating_add(descriptors.off);
+        let Some(r) = descriptors.next() else { break };
         let Resource::Address(a) = r? else { continue };
-        let size = a.size();
+        if a.kind != space::MEMORY && a.kind != space::IO {
+            continue;
+        }
+        let malformed = Error::Malformed {
+            table: sig,
+            offset: at,
+        };
+        let size = a.checked_size().ok_or(malformed)?;
         if size == 0 {
             continue;
         }
+        // _TRA is added modulo 2^64 (a translation may be negative, as Linux
+        // reads it), but neither side of the window may run past 2^64.
         let cpu_base = a.min.wrapping_add(a.translation);
+        if a.min.checked_add(size).is_none() || cpu_base.checked_add(size).is_none() {
+            return Err(malformed);
+        }
         let kind = match a.kind {
             space::MEMORY => {
-                let end = a.min.saturating_add(size - 1);
+                let end = a.min + (size - 1);
                 if size < MIN_MEM_WINDOW || (a.min <= VGA.1 && end >= VGA.0) {
                     continue;
                 }

@@ -2,6 +2,7 @@
 //! each now gives its typed error (or the right answer).
 
 use super::*;
+use crate::acpi::aml::pkg_length;
 
 #[test]
 fn mcfg_window_past_2_64_is_malformed() {
@@ -165,5 +166,115 @@ fn dmar_scope_lengths_are_checked_against_their_structure() {
     assert_eq!(
         &p.iommus[0].scopes[0].path[..],
         &[(1, 0), (2, 0), (3, 0), (4, 1)]
+    );
+}
+
+/// A QWord address-space descriptor with every field given.
+fn qword_raw(kind: u8, min: u64, max: u64, tra: u64, len: u64) -> StdVec<u8> {
+    let mut d = vec![0x8a, 43, 0, kind, 0x0c, 0x01];
+    for v in [0, min, max, tra, len] {
+        d.extend_from_slice(&v.to_le_bytes());
+    }
+    d
+}
+
+/// The windows of a DSDT holding one host bridge: bus 0..ff and `desc`;
+/// also the offset of `desc` in the table.
+fn windows_of(desc: &[u8]) -> (Result<StdVec<PciWindow>, Error>, usize) {
+    let mut template = word_as(2, 0, 0, 0xff, 0);
+    template.extend_from_slice(desc);
+    template.extend(END_TAG);
+    let dsdt = sdt(b"DSDT", 1, &name_crs_buffer(&template));
+    let at = dsdt.windows(desc.len()).position(|w| w == desc).unwrap();
+    let mut out: Vec<PciWindow, 8> = Vec::new();
+    let r = host_bridge_windows(&dsdt, 0, &mut out).map(|()| out.to_vec());
+    (r, at)
+}
+
+#[test]
+fn dsdt_window_past_2_64_is_malformed() {
+    let malformed = |offset| {
+        Err(Error::Malformed {
+            table: Signature::DSDT,
+            offset,
+        })
+    };
+    // Bus side: 8 GiB from 0xffff_ffff_0000_0000 (_LEN given). The end
+    // saturated and the window was returned with pci_base + size past 2^64.
+    let (r, at) = windows_of(&qword_raw(0, 0xffff_ffff_0000_0000, 0, 0, 0x2_0000_0000));
+    assert_eq!(r, malformed(at));
+    // CPU side: 4 GiB at bus 0x1000_0000, _TRA 0xffff_ffff_0000_0000.
+    let (r, at) = windows_of(&qword_raw(
+        0,
+        0x1000_0000,
+        0x1_0fff_ffff,
+        0xffff_ffff_0000_0000,
+        0,
+    ));
+    assert_eq!(r, malformed(at));
+    // _MIN 0, _MAX u64::MAX, _LEN 0: 2^64 bytes, whose size saturated to
+    // u64::MAX.
+    let (r, at) = windows_of(&qword_raw(0, 0, u64::MAX, 0, 0));
+    assert_eq!(r, malformed(at));
+    // I/O windows too.
+    let (r, at) = windows_of(&qword_raw(1, u64::MAX - 0xff, u64::MAX, 0, 0x1000));
+    assert_eq!(r, malformed(at));
+}
+
+#[test]
+fn dsdt_negative_translation_is_kept() {
+    // _TRA is modular: bus 0x1_0000_0000.. seen by the CPU at 0x8000_0000.
+    let (r, _) = windows_of(&qword_raw(
+        0,
+        0x1_0000_0000,
+        0x1_0fff_ffff,
+        0xffff_ffff_8000_0000,
+        0,
+    ));
+    assert_eq!(
+        r.unwrap(),
+        [PciWindow {
+            kind: WindowKind::Mem64,
+            prefetchable: false,
+            cpu_base: 0x8000_0000,
+            pci_base: 0x1_0000_0000,
+            size: 0x1000_0000,
+            segment: 0
+        }]
+    );
+    // A window ending at u64::MAX (inclusive) is not accepted: its end is 2^64.
+    let (r, at) = windows_of(&qword_raw(0, 0xffff_ffff_0000_0000, u64::MAX, 0, 0));
+    assert_eq!(
+        r,
+        Err(Error::Malformed {
+            table: Signature::DSDT,
+            offset: at
+        })
+    );
+}
+
+#[test]
+fn crs_package_lengths_outside_the_aml_are_skipped() {
+    // PkgLength shorter than its own encoding, and a 4-byte PkgLength of
+    // 0x0fff_ffff far past the AML: neither is a buffer, none panics.
+    let mut template = word_as(2, 0, 0, 0xff, 0);
+    template.extend(END_TAG);
+    for pkg in [&[0x00][..], &[0xcf, 0xff, 0xff, 0xff]] {
+        let mut aml = vec![0x08, b'_', b'C', b'R', b'S', 0x11];
+        aml.extend_from_slice(pkg);
+        aml.push(0x0a);
+        aml.push(template.len() as u8);
+        aml.extend_from_slice(&template);
+        assert_eq!(crs_buffers(&aml).count(), 0);
+        let dsdt = sdt(b"DSDT", 1, &aml);
+        let mut out: Vec<PciWindow, 8> = Vec::new();
+        assert_eq!(
+            host_bridge_windows(&dsdt, 0, &mut out),
+            Err(Error::NoHostBridge)
+        );
+    }
+    assert_eq!(
+        pkg_length(&[0xcf, 0xff, 0xff, 0xff]),
+        Some((0x0fff_ffff, 4))
     );
 }
