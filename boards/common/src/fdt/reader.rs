@@ -128,26 +128,35 @@ impl<'a> Fdt<'a> {
 
     /// Checks the properties starting at `off` and returns the offset of the
     /// first token after them (a node begin or end), plus the node's cells.
+    /// A property given twice (invalid) counts with its first value, as
+    /// [`Node::property`] finds it; the second is still checked.
     fn scan_properties(&self, mut off: usize) -> Result<(usize, Cells), Error> {
-        let mut cells = Cells::default();
+        let (mut address, mut size) = (None, None);
         loop {
             match self.token(off)? {
                 FDT_NOP => off += 4,
                 FDT_PROP => {
                     let (name, value, next) = self.property_at(off + 4)?;
-                    match name {
-                        "#address-cells" => {
-                            cells.address =
-                                be32(value, 0).ok_or(Error::BadProperty("#address-cells"))?
+                    let (slot, what) = match name {
+                        "#address-cells" => (&mut address, "#address-cells"),
+                        "#size-cells" => (&mut size, "#size-cells"),
+                        _ => {
+                            off = next;
+                            continue;
                         }
-                        "#size-cells" => {
-                            cells.size = be32(value, 0).ok_or(Error::BadProperty("#size-cells"))?
-                        }
-                        _ => {}
-                    }
+                    };
+                    let v = be32(value, 0).ok_or(Error::BadProperty(what))?;
+                    slot.get_or_insert(v);
                     off = next;
                 }
-                _ => return Ok((off, cells)),
+                _ => {
+                    let d = Cells::default();
+                    let cells = Cells {
+                        address: address.unwrap_or(d.address),
+                        size: size.unwrap_or(d.size),
+                    };
+                    return Ok((off, cells));
+                }
             }
         }
     }

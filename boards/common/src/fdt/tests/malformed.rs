@@ -280,3 +280,41 @@ fn iommu_map_stream_ids_past_2_32_are_bad_property() {
     let p = platform(&Fdt::new(&blob).unwrap(), "t").unwrap();
     assert_eq!(p.rid_maps[0].sid_base, 0xffff_ff00);
 }
+
+#[test]
+fn duplicate_cell_counts_use_the_first_like_property_does() {
+    // A node giving #address-cells twice (invalid) decoded its children's
+    // reg with the last value while Node::property found the first.
+    let mut w = Writer::default();
+    w.begin("")
+        .prop("#address-cells", V::Cells(&[1]))
+        .prop("#size-cells", V::Cells(&[1]))
+        .prop("#address-cells", V::Cells(&[2]))
+        .begin("memory@0")
+        .prop("device_type", V::Str("memory"))
+        .prop("reg", V::Cells(&[0x4000_0000, 0x1000]))
+        .end()
+        .end();
+    let blob = w.finish();
+    let fdt = Fdt::new(&blob).unwrap();
+    let root = fdt.root().unwrap();
+    assert_eq!(root.property("#address-cells"), Some(&[0, 0, 0, 1][..]));
+    assert_eq!(root.cells().address, 1);
+    let p = platform(&fdt, "t").unwrap();
+    assert_eq!(
+        p.ram.as_slice(),
+        &[Region {
+            base: 0x4000_0000,
+            size: 0x1000
+        }]
+    );
+    // The second value is still checked.
+    let mut w = Writer::default();
+    w.begin("")
+        .prop("#size-cells", V::Cells(&[1]))
+        .prop("#size-cells", V::Raw(&[0, 0]))
+        .end();
+    let blob = w.finish();
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(fdt.root().unwrap_err(), Error::BadProperty("#size-cells"));
+}
