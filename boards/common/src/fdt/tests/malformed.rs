@@ -45,7 +45,7 @@ fn bus_tree(root: [u32; 2], bus: [u32; 2], ranges: &[u32], reg: &[u32]) -> StdVe
 }
 
 #[test]
-fn huge_address_cells_in_reg_is_bad_property() {
+fn huge_cells_in_reg_are_bad_property() {
     // #address-cells + #size-cells overflowed u32 in Node::reg.
     for root in [[u32::MAX, 1], [1, u32::MAX], [u32::MAX, u32::MAX]] {
         let blob = bus_tree(root, [1, 1], &[], &[0, 0]);
@@ -72,51 +72,70 @@ fn huge_address_cells_in_reg_is_bad_property() {
     assert_eq!(platform(&fdt, "t").unwrap_err(), Error::BadProperty("reg"));
 }
 
-#[test]
-fn huge_parent_address_cells_in_translate_is_untranslatable() {
-    // The bus's #address-cells + its parent's overflowed u32 in
-    // Node::translate (ca + pa), then with #size-cells ((ca + pa) + sz).
-    for root_address in [u32::MAX, u32::MAX - 1] {
-        let blob = bus_tree([root_address, 1], [1, 1], &[0, 0, 0x1000], &[0, 0x100]);
-        let fdt = Fdt::new(&blob).unwrap();
-        let dev = node(&fdt, "dev@0");
-        assert_eq!(dev.translate(0), Err(Error::Untranslatable));
-        assert_eq!(
-            platform(&fdt, "t").unwrap_err(),
-            Error::Untranslatable,
-            "root #address-cells {root_address:#x}"
-        );
-    }
+/// `dev@0` under a bus of one address and one size cell, whose parent (the
+/// root) has `root_address` address cells: translating its address must be
+/// Untranslatable, in Node::translate and through platform().
+fn assert_untranslatable_under_root_cells(root_address: u32) {
+    let blob = bus_tree([root_address, 1], [1, 1], &[0, 0, 0x1000], &[0, 0x100]);
+    let fdt = Fdt::new(&blob).unwrap();
+    let dev = node(&fdt, "dev@0");
+    assert_eq!(dev.translate(0), Err(Error::Untranslatable));
+    assert_eq!(platform(&fdt, "t").unwrap_err(), Error::Untranslatable);
 }
 
 #[test]
-fn huge_cells_in_address_limit_ranges_are_skipped() {
-    // address_limit summed a node's #address-cells, its parent's and its
-    // #size-cells for the ranges entry size: (ca + pa) and then (+ sz)
-    // overflowed. Such ranges are skipped like any it cannot decode.
-    for (ca, sz) in [(u32::MAX, 1), (u32::MAX - 2, 1), (1, u32::MAX)] {
-        let mut w = Writer::default();
-        w.begin("")
-            .prop("#address-cells", V::Cells(&[2]))
-            .prop("#size-cells", V::Cells(&[2]))
-            .begin("bus@0")
-            .prop("#address-cells", V::Cells(&[ca]))
-            .prop("#size-cells", V::Cells(&[sz]))
-            .prop("ranges", V::Cells(&[0, 0, 0x10, 0x1000]))
-            .end()
-            .begin("memory@0")
-            .prop("device_type", V::Str("memory"))
-            .prop("reg", V::Cells(&[0, 0x4000_0000, 0, 0x1000]))
-            .end()
-            .end();
-        let blob = w.finish();
-        let fdt = Fdt::new(&blob).unwrap();
-        assert_eq!(
-            address_limit(&fdt),
-            Ok(0x4000_1000),
-            "cells {ca:#x} {sz:#x}"
-        );
-    }
+fn huge_cells_in_translate_address_sum_are_untranslatable() {
+    // The bus's #address-cells + its parent's (ca + pa) overflowed u32 in
+    // Node::translate: 1 + u32::MAX.
+    assert_untranslatable_under_root_cells(u32::MAX);
+}
+
+#[test]
+fn huge_cells_in_translate_size_sum_are_untranslatable() {
+    // (ca + pa) fitted (1 + u32::MAX - 1) but adding the bus's #size-cells
+    // ((ca + pa) + sz) overflowed u32 in Node::translate.
+    assert_untranslatable_under_root_cells(u32::MAX - 1);
+}
+
+/// A bus with cells (`ca`, `sz`) and a `ranges` under a root of two and two
+/// cells, beside a memory node: address_limit skips the bus's ranges like
+/// any it cannot decode and still sees the memory.
+fn assert_address_limit_skips_bus_cells(ca: u32, sz: u32) {
+    let mut w = Writer::default();
+    w.begin("")
+        .prop("#address-cells", V::Cells(&[2]))
+        .prop("#size-cells", V::Cells(&[2]))
+        .begin("bus@0")
+        .prop("#address-cells", V::Cells(&[ca]))
+        .prop("#size-cells", V::Cells(&[sz]))
+        .prop("ranges", V::Cells(&[0, 0, 0x10, 0x1000]))
+        .end()
+        .begin("memory@0")
+        .prop("device_type", V::Str("memory"))
+        .prop("reg", V::Cells(&[0, 0x4000_0000, 0, 0x1000]))
+        .end()
+        .end();
+    let blob = w.finish();
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(
+        address_limit(&fdt),
+        Ok(0x4000_1000),
+        "cells {ca:#x} {sz:#x}"
+    );
+}
+
+#[test]
+fn huge_cells_in_address_limit_address_sum_are_skipped() {
+    // address_limit summed a node's #address-cells and its parent's for the
+    // ranges entry size: u32::MAX + 2 overflowed (ca + pa).
+    assert_address_limit_skips_bus_cells(u32::MAX, 1);
+}
+
+#[test]
+fn huge_cells_in_address_limit_size_sum_are_skipped() {
+    // (ca + pa) fitted, adding #size-cells overflowed ((ca + pa) + sz).
+    assert_address_limit_skips_bus_cells(u32::MAX - 2, 1);
+    assert_address_limit_skips_bus_cells(1, u32::MAX);
 }
 
 #[test]
@@ -155,7 +174,9 @@ fn cells_beyond_a_u64_address_are_rejected() {
 fn ranges_parent_near_2_64_is_overflow_not_a_wrapped_address() {
     // Bus addresses 0..0x10000 map to 0xffff_ffff_ffff_f000..: the entry runs
     // past 2^64. Translating 0x2000 computed parent + 0x2000, which wrapped
-    // to 0x1000 in release builds (and panicked in debug builds).
+    // to 0x1000 in release builds (and panicked in debug builds). The check
+    // is checked arithmetic, not an overflow check: `cargo test --release`
+    // (no overflow checks) runs this same test.
     let blob = bus_tree(
         [2, 2],
         [1, 1],
