@@ -290,8 +290,8 @@ fn host_bridge_bus(template: &[u8]) -> Option<(u64, u64)> {
 /// [`MIN_MEM_WINDOW`] or overlapping the VGA hole are skipped; memory windows
 /// whose bus addresses end at or below 4 GiB are [`WindowKind::Mem32`].
 /// `_SEG` is not evaluated: the windows get `segment`. A memory or I/O
-/// descriptor whose window runs past 2^64 on the bus or the CPU side is
-/// [`Error::Malformed`] at its offset in the table.
+/// descriptor whose window's end (exclusive) is not below 2^64 on the bus
+/// or the CPU side is [`Error::Malformed`] at its offset in the table.
 pub fn host_bridge_windows<const N: usize>(
     dsdt: &[u8],
     segment: u16,

@@ -9,7 +9,7 @@ use crate::platform::Ecam;
 ///
 /// The MCFG base address is that of bus 0 of the segment; [`Ecam::base`] is
 /// that of `bus_start`, so the two differ when a window starts above bus 0.
-/// A window that would run past 2^64 is [`Error::Malformed`].
+/// A window whose end (exclusive) is not below 2^64 is [`Error::Malformed`].
 pub fn parse_mcfg<const N: usize>(mcfg: &[u8], out: &mut Vec<Ecam, N>) -> Result<(), Error> {
     let sig = Signature::MCFG;
     let t = validate(mcfg, Some(sig))?;

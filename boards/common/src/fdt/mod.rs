@@ -60,7 +60,8 @@ pub enum Error {
     /// its cell counts are more than this reader translates).
     Untranslatable,
     /// An address plus a size, or an address translated through `ranges`,
-    /// runs past the end of the 64-bit address space (property name).
+    /// runs past the end of the 64-bit address space: the end (exclusive)
+    /// of the region or `ranges` entry is not below 2^64 (property name).
     Overflow(&'static str),
     /// Valid device tree that this reader does not support (property name).
     Unsupported(&'static str),

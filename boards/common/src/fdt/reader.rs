@@ -388,7 +388,7 @@ impl<'a> Node<'a> {
     }
 
     /// The `reg` entries translated to CPU physical addresses. A region
-    /// whose end would lie past 2^64 is [`Error::Overflow`].
+    /// whose end (base + size, exclusive) is not below 2^64 is [`Error::Overflow`].
     pub fn reg_regions(&self) -> Result<impl Iterator<Item = Result<Region, Error>> + 'a, Error> {
         let node = *self;
         Ok(self.reg()?.map(move |r| {
@@ -441,7 +441,7 @@ impl<'a> Node<'a> {
 }
 
 /// Iterator over `reg` entries: (address in the parent bus space, size).
-/// An entry whose end would lie past 2^64 is [`Error::Overflow`].
+/// An entry whose end (address + size, exclusive) is not below 2^64 is [`Error::Overflow`].
 pub struct RegIter<'a> {
     value: &'a [u8],
     cells: Cells,
