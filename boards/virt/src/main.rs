@@ -69,8 +69,13 @@ fn find_dtb(x0: usize) -> Result<&'static [u8], BootError> {
         core::ptr::addr_of!(__virt_dtb_fallback) as usize
     };
     let size = Fdt::total_size(&read_header(addr)).map_err(BootError::Fdt)?;
+    // `totalsize` comes from the blob: a blob that would run past the end of
+    // the address space cannot be there.
+    let blob_end = addr
+        .checked_add(size)
+        .ok_or(BootError::Fdt(fdt::Error::Truncated))?;
     let (start, end) = mmu::image_range();
-    if (addr as u64) < end && start < (addr + size) as u64 {
+    if (addr as u64) < end && start < blob_end as u64 {
         return Err(BootError::DtbOverlapsImage(addr as u64, start));
     }
     // SAFETY: the loader wrote a `size`-byte blob at `addr` (its header says
