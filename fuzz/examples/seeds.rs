@@ -332,4 +332,57 @@ fn main() {
         pris.push(input::pri::encode(instance, words));
     }
     write("smmu_pri", &pris);
+
+    firmware_seeds();
+}
+
+/// Physical memory from address 0 (the `acpi` target's view of its image).
+struct Image(Vec<u8>);
+
+impl iommu_board::acpi::PhysMem for Image {
+    fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(addr).ok()?;
+        self.0.get(start..start.checked_add(len)?)
+    }
+}
+
+/// `fdt` and `acpi`: the QEMU virt device trees and q35 ACPI tables the
+/// readers' tests use, each as read and, for the device trees, with
+/// `totalsize` patched to the blob's length.
+fn firmware_seeds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |p: &str| fs::read(root.join(p)).unwrap();
+    let mut dtbs = Vec::new();
+    for name in ["virt-smmuv3.dtb", "virt-smmuv3-lowecam-3g.dtb"] {
+        let blob = read(&format!("boards/common/src/testdata/{name}"));
+        let fdt = iommu_board::fdt::Fdt::new(&blob).expect("the seed reads");
+        let p = iommu_board::fdt::platform(&fdt, "seed").expect("the seed is discovered");
+        assert!(!p.ram.is_empty() && !p.windows.is_empty() && !p.rid_maps.is_empty());
+        dtbs.push(input::firmware::fdt::encode(false, &blob));
+        dtbs.push(input::firmware::fdt::encode(true, &blob));
+    }
+    write("fdt", &dtbs);
+
+    let mut acpis = Vec::new();
+    for dir in ["qemu10-256m", "qemu10-3g"] {
+        let tables: Vec<Vec<u8>> = ["MCFG", "DMAR", "FACP", "DSDT"]
+            .iter()
+            .map(|t| read(&format!("boards/q35/testdata/{dir}/{t}.bin")))
+            .collect();
+        let bodies: Vec<&[u8]> = tables.iter().map(|t| &t[36..]).collect();
+        let bodies = [bodies[0], bodies[1], bodies[2], bodies[3]];
+        // RSDT and XSDT; then each table on its own in raw form.
+        for flags in [0, 1] {
+            let seed = input::firmware::acpi::encode(flags, bodies);
+            // The seed's memory image is discovered whole, windows included.
+            let (image, _) = input::firmware::acpi::image(&input::firmware::acpi::decode(&seed));
+            let mut p = iommu_board::platform::Platform::default();
+            let mem = Image(image);
+            iommu_board::acpi::discover(&mem, 0, &mut p).expect("the seed is discovered");
+            assert!(!p.ecam.is_empty() && !p.iommus.is_empty() && !p.windows.is_empty());
+            acpis.push(seed);
+        }
+        acpis.extend(tables);
+    }
+    write("acpi", &acpis);
 }

@@ -5,6 +5,8 @@
 //! Every decoder is total: a short input reads as if padded with zeros, so
 //! libFuzzer's mutations never fall off a length check.
 
+pub mod firmware;
+
 use iommu::core::{UserArray, VirtualIds};
 use iommu::drivers::smmuv3::user::{INVALIDATE_DATA_ARM_SMMUV3, SmmuV3SteCaps};
 use iommu::drivers::vtd::user::{INVALIDATE_DATA_VTD_S1, VtdS1Caps};
