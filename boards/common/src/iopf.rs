@@ -33,7 +33,8 @@ const SRC: u64 = 0x30_0000_0000;
 const DST: u64 = 0x30_0020_0000;
 
 /// What a fault handler asked to have mapped: filled inside
-/// `process_faults`, served by [`Pager::serve`] after it returns.
+/// `process_faults`, taken by [`Pager::take`] and served (mapped) after it
+/// returns.
 pub struct Pager {
     wanted: spin::Mutex<heapless::Vec<(DomainId, Fault), 8>>,
 }
