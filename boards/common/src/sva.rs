@@ -5,7 +5,11 @@
 //! addresses the CPU uses; a page the CPU unmaps stays reachable by the
 //! device until the core's `invalidate_range`, and faults after it.
 
-use iommu::core::{AddressSpace, DomainId, FaultHandler, FaultTarget, IommuDriver};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use iommu::core::{
+    AddressSpace, DomainId, Fault, FaultHandler, FaultTarget, IommuDriver, Response,
+};
 use iommu::pgtable::Gather;
 use iommu::{Error, PhysAddr};
 
@@ -173,12 +177,107 @@ pub(crate) fn shared<D: IommuDriver>(c: &Ctx, e: &mut Env<D>) -> TestResult {
     Ok(())
 }
 
+/// The page the demand pager maps (physical address; 0: none).
+static DEMAND_PAGE: AtomicU64 = AtomicU64::new(0);
+/// Faults the demand pager served.
+static DEMANDS: AtomicU64 = AtomicU64::new(0);
+
+/// An SVA space's fault handler that pages on demand: it maps the faulting
+/// page into the CPU's own table itself (no core call: the space's table
+/// is the CPU's, not the core's), as an OS's page-fault path would.
+fn demand_pager(cookie: usize, _: DomainId, group: &[Fault]) -> Response {
+    // SAFETY: `cookie` is the address of the test's `CpuWindow`, which
+    // outlives the bond; nothing else touches it while `process_faults`
+    // runs this handler.
+    let win = unsafe { &mut *(cookie as *mut CpuWindow) };
+    let page = DEMAND_PAGE.swap(0, Ordering::Relaxed);
+    let Some(f) = group.first() else {
+        return Response::Invalid;
+    };
+    if page == 0 || win.map(f.addr & !0xfff, page).is_err() {
+        return Response::Invalid;
+    }
+    DEMANDS.fetch_add(1, Ordering::Relaxed);
+    Response::Success
+}
+
+/// The device writes at a virtual address the CPU has not mapped yet: it
+/// faults, the space's handler maps a page into the CPU's table, and the
+/// retried write lands there, seen by the CPU at the same address.
+fn demand_paged<D: IommuDriver>(c: &Ctx, e: &mut Env<D>) -> TestResult {
+    need_devices(e, 1)?;
+    let hal = *e.core.hal();
+    let mut win = tryx!(CpuWindow::new(c.ops.cpu, hal, WINDOW), "CPU window");
+    let (src, dst) = (e.page()?, e.page()?);
+    tryx!(win.map(WINDOW, src.phys()), "CPU map");
+    src.fill(1300);
+    dst.fill(1301);
+    let (root, format) = win.space();
+    let (_, _, asid) = (c.ops.cpu.space)();
+    let space = AddressSpace {
+        root: PhysAddr(root),
+        format,
+        asid,
+    };
+    let target = FaultTarget::Handler(FaultHandler {
+        func: demand_pager,
+        cookie: &mut win as *mut CpuWindow as usize,
+    });
+    let sid = tryx!(e.core.register_space(space, target), "register_space");
+    let bond = match e.core.bind_device(e.devs[0].id, sid) {
+        Ok(b) => b,
+        Err(err) => {
+            tryx!(e.core.teardown_space(sid), "teardown");
+            skip!("no SVA bind here: {:?}", err);
+        }
+    };
+    let va = WINDOW + 0x1000;
+    e.dma_read(0, WINDOW, BUF_SIZE)?;
+    DEMANDS.store(0, Ordering::Relaxed);
+    DEMAND_PAGE.store(dst.phys(), Ordering::Relaxed);
+    e.dma_write(0, va, BUF_SIZE)?;
+    unchanged(&dst, 1301, "the page before the handler mapped it")?;
+    tryx!(e.core.process_faults(), "process_faults");
+    check_eq!(
+        DEMANDS.load(Ordering::Relaxed),
+        1,
+        "the handler mapped the faulting page once"
+    );
+    e.dma_write(0, va, BUF_SIZE)?;
+    holds(&dst, 1300, "the retried write")?;
+    // SAFETY: the CPU's mapping of `dst`, made by the handler.
+    let first = unsafe { (va as *const u8).read_volatile() };
+    check_eq!(
+        first,
+        pool::pattern(1300, 0),
+        "the CPU reads it at the same address"
+    );
+    defmt::println!(
+        "sva: a device write at an unmapped VA faulted, the space's handler mapped the page in the CPU's table, the retry landed"
+    );
+    tryx!(e.core.unbind(bond), "unbind");
+    tryx!(e.core.teardown_space(sid), "teardown_space");
+    let mut g = Gather::new();
+    tryx!(win.unmap(WINDOW, &mut g), "CPU unmap");
+    tryx!(win.unmap(va, &mut g), "CPU unmap");
+    win.release(&mut g);
+    Ok(())
+}
+
 fn sva_vtd(c: &Ctx) -> TestResult {
     crate::vtd_env::with_env(c, |e| shared(c, e))
 }
 
 fn sva_smmu(c: &Ctx) -> TestResult {
     crate::smmu_env::with_env(c, |e| shared(c, e))
+}
+
+fn demand_vtd(c: &Ctx) -> TestResult {
+    crate::vtd_env::with_env(c, |e| demand_paged(c, e))
+}
+
+fn demand_smmu(c: &Ctx) -> TestResult {
+    crate::smmu_env::with_env(c, |e| demand_paged(c, e))
 }
 
 /// The SVA suite.
@@ -192,6 +291,14 @@ pub static SVA: Suite = Suite {
         Test {
             name: "smmuv3_device_shares_cpu_space",
             run: sva_smmu,
+        },
+        Test {
+            name: "vtd_fault_paged_in_by_the_space_handler",
+            run: demand_vtd,
+        },
+        Test {
+            name: "smmuv3_fault_paged_in_by_the_space_handler",
+            run: demand_smmu,
         },
     ],
 };
