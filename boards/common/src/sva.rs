@@ -34,6 +34,18 @@ fn on_fault(_: usize, _: DomainId, group: &[iommu::core::Fault]) -> iommu::core:
     iommu::core::Response::Invalid
 }
 
+/// The CPU's address space as an SVA bind names it: the window's live
+/// root and format, and the CPU's ASID.
+fn space_of(c: &Ctx, win: &CpuWindow) -> AddressSpace {
+    let (root, format) = win.space();
+    let (_, _, asid) = (c.ops.cpu.space)();
+    AddressSpace {
+        root: PhysAddr(root),
+        format,
+        asid,
+    }
+}
+
 /// The CPU writes a page through its virtual address; the device copies it
 /// to another by virtual address; the CPU reads the copy.
 fn round_trip<D: IommuDriver>(
@@ -73,14 +85,8 @@ pub(crate) fn shared<D: IommuDriver>(c: &Ctx, e: &mut Env<D>) -> TestResult {
     tryx!(win.map(WINDOW, src.phys()), "CPU map");
     tryx!(win.map(WINDOW + 0x1000, dst.phys()), "CPU map");
     tryx!(win.map(WINDOW + 0x2000, spare.phys()), "CPU map");
-    let (root, format) = win.space();
-    let (_, _, asid) = (c.ops.cpu.space)();
     let pages = pool::pages_in_use();
-    let space = AddressSpace {
-        root: PhysAddr(root),
-        format,
-        asid,
-    };
+    let space = space_of(c, &win);
     let target = FaultTarget::Handler(FaultHandler {
         func: on_fault,
         cookie: 0,
@@ -101,6 +107,7 @@ pub(crate) fn shared<D: IommuDriver>(c: &Ctx, e: &mut Env<D>) -> TestResult {
             ));
         }
     };
+    let asid = space.asid;
     if asid != 0 {
         // The format tags with an ASID (SMMUv3 CD): the CPU's own.
         let dom = tryx!(e.core.bond_info(bond), "bond").domain;
@@ -212,13 +219,7 @@ fn demand_paged<D: IommuDriver>(c: &Ctx, e: &mut Env<D>) -> TestResult {
     tryx!(win.map(WINDOW, src.phys()), "CPU map");
     src.fill(1300);
     dst.fill(1301);
-    let (root, format) = win.space();
-    let (_, _, asid) = (c.ops.cpu.space)();
-    let space = AddressSpace {
-        root: PhysAddr(root),
-        format,
-        asid,
-    };
+    let space = space_of(c, &win);
     let target = FaultTarget::Handler(FaultHandler {
         func: demand_pager,
         cookie: &mut win as *mut CpuWindow as usize,
