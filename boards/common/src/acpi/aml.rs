@@ -147,7 +147,11 @@ pub enum Resource {
 }
 
 /// Iterator over the descriptors of a resource template, stopping at the End
-/// Tag. Yields an error (then stops) on a descriptor that does not fit.
+/// Tag. Yields an error (then stops) on a descriptor that does not fit; its
+/// offset counts from the template's first byte, not the table's (a caller
+/// holding the table adds where the template lies in it).
+/// [`host_bridge_windows`] never meets one: a template that does not parse
+/// whole is not taken for a host bridge.
 pub struct Resources<'a> {
     b: &'a [u8],
     off: usize,
