@@ -26,6 +26,7 @@ pub mod embedding;
 pub mod fdt;
 pub mod harness;
 pub mod iopf;
+pub mod isolation;
 pub mod pci;
 pub mod platform;
 pub mod pool;

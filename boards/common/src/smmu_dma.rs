@@ -14,7 +14,10 @@ use iommu::drivers::smmuv3::evtq::id;
 use iommu::pgtable::Prot;
 use iommu::{Error, Iova, PhysAddr};
 
-use crate::dma_env::{holds, need_devices, no_fault, one_fault, paging, tag, unchanged};
+use crate::dma_env::{
+    IOVA_A, IOVA_B, UNMAPPED, holds, need_devices, no_fault, one_fault, paging, tag,
+    translated_smoke, unchanged,
+};
 use crate::edu::BUF_SIZE;
 use crate::harness::{Ctx, Failure, Suite, Test, TestResult};
 use crate::pool;
@@ -22,12 +25,6 @@ use crate::smmu_env::{Env, unit, with_env};
 use crate::smmu_walk::{self, Layout};
 use crate::{check, check_eq, tryx};
 
-/// IOVAs of the first paging domain (64 GiB: no physical address here).
-pub(crate) const IOVA_A: u64 = 0x10_0000_0000;
-/// IOVAs of the second.
-pub(crate) const IOVA_B: u64 = 0x20_0000_0000;
-/// Mapped nowhere.
-pub(crate) const UNMAPPED: u64 = 0x18_0000_0000;
 /// Bytes of a transfer meant to fault: one event.
 pub(crate) const FAULTING: usize = 4;
 
@@ -284,23 +281,6 @@ fn sync_times_out(c: &Ctx) -> TestResult {
         );
         translated_smoke(e)
     })
-}
-
-/// One translated round trip on device 0 through a fresh domain.
-pub(crate) fn translated_smoke(e: &mut Env) -> TestResult {
-    let dom = paging(e, 0)?;
-    let (src, dst) = (e.page()?, e.page()?);
-    src.fill(700);
-    e.map(dom, IOVA_A, &src, R)?;
-    e.map(dom, IOVA_A + 0x1000, &dst, RW)?;
-    tryx!(e.core.attach(e.devs[0].id, dom), "attach");
-    e.dma_read(0, IOVA_A, BUF_SIZE)?;
-    e.dma_write(0, IOVA_A + 0x1000, BUF_SIZE)?;
-    holds(&dst, 700, "translated round trip")?;
-    no_fault(e, 0)?;
-    tryx!(e.core.detach(e.devs[0].id), "detach");
-    tryx!(e.core.free_domain(dom), "free");
-    Ok(())
 }
 
 fn event_overflow_recovers(c: &Ctx) -> TestResult {

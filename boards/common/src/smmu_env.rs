@@ -12,8 +12,11 @@ use crate::harness::{Ctx, Failure};
 use crate::platform::IommuKind;
 use crate::pool::PoolHal;
 
+/// The SMMUv3 driver as the suites instantiate it (up to 2 SMMUs).
+pub type Driver = Smmu<PoolHal, 2>;
+
 /// The SMMUv3 suite's state.
-pub type Env = crate::dma_env::Env<Smmu<PoolHal, 2>>;
+pub type Env = crate::dma_env::Env<Driver>;
 
 static ENV: spin::Mutex<Option<Env>> = spin::Mutex::new(None);
 

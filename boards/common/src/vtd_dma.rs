@@ -10,12 +10,12 @@
 use iommu::core::{DeviceId, DeviceInfo, DomainId, PagingFlags};
 use iommu::drivers::vtd::desc::Desc;
 use iommu::drivers::vtd::fault::reason;
-use iommu::drivers::vtd::unit::Unit;
 use iommu::pgtable::Prot;
 use iommu::{Error, Iova, PhysAddr};
 
-pub(crate) use crate::dma_env::{
-    check_fault, holds, need_devices, no_fault, one_fault, paging, tag, unchanged,
+use crate::dma_env::{
+    IOVA_A, IOVA_B, check_fault, holds, need_devices, no_fault, paging, tag, translated_smoke,
+    unchanged,
 };
 use crate::edu::BUF_SIZE;
 use crate::harness::{Ctx, Failure, Suite, Test, TestResult};
@@ -23,14 +23,6 @@ use crate::pool;
 use crate::vtd_env::{Env, with_env};
 use crate::vtd_walk::{self, Entry};
 use crate::{check, check_eq, skip, tryx};
-
-/// IOVAs of the first paging domain (64 GiB: not a physical address of
-/// this machine, inside every width the unit may walk).
-pub(crate) const IOVA_A: u64 = 0x10_0000_0000;
-/// IOVAs of the second.
-pub(crate) const IOVA_B: u64 = 0x20_0000_0000;
-/// Mapped nowhere.
-pub(crate) const UNMAPPED: u64 = 0x18_0000_0000;
 
 const R: Prot = Prot::READ;
 const RW: Prot = Prot::READ.union(Prot::WRITE);
@@ -92,9 +84,7 @@ impl Mode {
     }
 }
 
-pub(crate) fn unit(e: &mut Env, d: usize) -> Result<&mut Unit, Failure> {
-    crate::vtd_env::unit(e, d)
-}
+pub(crate) use crate::vtd_env::unit;
 
 pub(crate) fn first_level(e: &mut Env, d: usize) -> Result<bool, Failure> {
     let u = unit(e, d)?;
@@ -320,23 +310,6 @@ fn wait_times_out(c: &Ctx) -> TestResult {
         );
         translated_smoke(e)
     })
-}
-
-/// One translated round trip on device 0 through a fresh domain.
-fn translated_smoke(e: &mut Env) -> TestResult {
-    let dom = paging(e, 0)?;
-    let (src, dst) = (e.page()?, e.page()?);
-    src.fill(700);
-    e.map(dom, IOVA_A, &src, R)?;
-    e.map(dom, IOVA_A + 0x1000, &dst, RW)?;
-    tryx!(e.core.attach(e.devs[0].id, dom), "attach");
-    e.dma_read(0, IOVA_A, BUF_SIZE)?;
-    e.dma_write(0, IOVA_A + 0x1000, BUF_SIZE)?;
-    holds(&dst, 700, "translated round trip")?;
-    no_fault(e, 0)?;
-    tryx!(e.core.detach(e.devs[0].id), "detach");
-    tryx!(e.core.free_domain(dom), "free");
-    Ok(())
 }
 
 fn pasid_entries_read_back(c: &Ctx) -> TestResult {

@@ -12,8 +12,11 @@ use crate::pool::PoolHal;
 
 pub use crate::dma_env::DMA_TIMEOUT_NS;
 
+/// The VT-d driver as the suites instantiate it (up to 4 DRHDs).
+pub type Driver = Vtd<PoolHal, 4>;
+
 /// The VT-d suite's state.
-pub type Env = crate::dma_env::Env<Vtd<PoolHal, 4>>;
+pub type Env = crate::dma_env::Env<Driver>;
 
 static ENV: spin::Mutex<Option<Env>> = spin::Mutex::new(None);
 

@@ -1,103 +1,31 @@
-//! VT-d isolation and invalidation on target: devices in different
-//! domains reach only their own mappings, faults carry the right record
-//! and reach the right domain's handler, and stale translations are gone
-//! exactly when the driver's invalidations say so (each shown first to
-//! survive without them, so the tests can fail).
+//! VT-d's part in the isolation tests ([`crate::isolation`]): its fault
+//! reasons (which depend on the unit's mode), the one fault record a
+//! blocked device's write leaves, and the driver's flushes to skip.
 
-use iommu::Iova;
-use iommu::core::DomainId;
-use iommu::pgtable::{Gather, Prot};
-
+use crate::dma_env::{Env, check_fault};
 use crate::edu::BUF_SIZE;
-use crate::harness::{Ctx, TestResult};
-use crate::pool::Page;
+use crate::harness::{Ctx, Failure, TestResult};
+use crate::isolation::{self, Isolation};
 use crate::vtd_dma::{BLOCKED, Mode};
-use crate::vtd_env::{Env, with_env};
-use crate::{check, check_eq, skip, tryx};
+use crate::vtd_env::{Driver, unit, with_env};
+use crate::{check_eq, tryx};
 
-use super::vtd_dma::{
-    IOVA_A, IOVA_B, UNMAPPED, holds, need_devices, no_fault, one_fault, paging, unchanged,
-};
+impl Isolation for Driver {
+    // A unit records one fault per request, whatever its size.
+    const FAULTING: usize = BUF_SIZE;
+    const LOG: &'static str = "vtd_dma";
+    const UNIT: &'static str = "unit";
+    const INVALIDATIONS: &'static str = "flushes";
 
-const R: Prot = Prot::READ;
-const RW: Prot = Prot::READ.union(Prot::WRITE);
-
-/// A paging domain's pages: `src` (read-only at +0), `dst` (read-write at
-/// +0x1000), `ro` (read-only at +0x2000).
-struct Side {
-    dom: DomainId,
-    base: u64,
-    src: Page,
-    dst: Page,
-    ro: Page,
-}
-
-impl Side {
-    fn new(e: &mut Env, d: usize, base: u64, seed: u32) -> Result<Side, crate::harness::Failure> {
-        let dom = paging(e, d)?;
-        let s = Side {
-            dom,
-            base,
-            src: e.page()?,
-            dst: e.page()?,
-            ro: e.page()?,
-        };
-        s.src.fill(seed);
-        s.dst.fill(seed + 1);
-        s.ro.fill(seed + 2);
-        e.map(dom, base, &s.src, R)?;
-        e.map(dom, base + 0x1000, &s.dst, RW)?;
-        e.map(dom, base + 0x2000, &s.ro, R)?;
-        tryx!(e.core.attach(e.devs[d].id, dom), "attach");
-        Ok(s)
+    fn not_mapped(e: &mut Env<Self>, d: usize, write: bool) -> Result<&'static [u16], Failure> {
+        Ok(Mode::of(e, d)?.not_mapped(write))
     }
-}
 
-/// The rows of the matrix for device `d` in `own`, against `other`.
-fn paging_rows(
-    e: &mut Env,
-    d: usize,
-    own: &Side,
-    other: &Side,
-    seed: u32,
-    other_mark: u32,
-) -> TestResult {
-    let mode = Mode::of(e, d)?;
-    // Its own mappings: read the source, write the destination.
-    own.dst.fill(seed + 50);
-    e.dma_read(d, own.base, BUF_SIZE)?;
-    e.dma_write(d, own.base + 0x1000, BUF_SIZE)?;
-    holds(&own.dst, seed, "own mapping, both ways")?;
-    no_fault(e, d)?;
-    // The other domain's IOVAs: write and read both fault, nothing moves.
-    let other_dst = other.base + 0x1000;
-    e.dma_write(d, other_dst, BUF_SIZE)?;
-    unchanged(
-        &other.dst,
-        other_mark,
-        "the other domain's page after a write at its IOVA",
-    )?;
-    one_fault(e, own.dom, d, other_dst, true, mode.not_mapped(true))?;
-    e.dma_read(d, other.base, 64)?;
-    one_fault(e, own.dom, d, other.base, false, mode.not_mapped(false))?;
-    // An IOVA mapped nowhere.
-    e.dma_write(d, UNMAPPED, 64)?;
-    one_fault(e, own.dom, d, UNMAPPED, true, mode.not_mapped(true))?;
-    // A write to its own read-only page.
-    e.dma_write(d, own.base + 0x2000, BUF_SIZE)?;
-    unchanged(&own.ro, seed + 2, "a read-only page after a write")?;
-    one_fault(e, own.dom, d, own.base + 0x2000, true, mode.read_only())?;
-    Ok(())
-}
+    fn read_only(e: &mut Env<Self>, d: usize) -> Result<&'static [u16], Failure> {
+        Ok(Mode::of(e, d)?.read_only())
+    }
 
-fn blocked_rows(e: &mut Env, d: usize, a: &Side) -> TestResult {
-    tryx!(
-        e.core.attach(e.devs[d].id, DomainId::BLOCKED),
-        "attach Blocked"
-    );
-    let p = e.page()?;
-    p.fill(77);
-    for target in [p.phys(), a.base + 0x1000] {
+    fn blocked_write(e: &mut Env<Self>, d: usize, target: u64) -> TestResult {
         e.dma_write(d, target, 64)?;
         let raw = e.raw_faults(d)?;
         check_eq!(
@@ -106,156 +34,29 @@ fn blocked_rows(e: &mut Env, d: usize, a: &Side) -> TestResult {
             "fault records of a blocked device at {:#x}",
             target
         );
-        super::vtd_dma::check_fault(&raw[0], e.devs[d].id.id, target, true, BLOCKED)?;
+        check_fault(&raw[0], e.devs[d].id.id, target, true, BLOCKED)
     }
-    unchanged(&p, 77, "memory after a blocked device's write")?;
-    unchanged(
-        &a.dst,
-        101,
-        "a domain's page after a blocked device's write at its IOVA",
-    )?;
-    Ok(())
+
+    fn skip_invalidations(e: &mut Env<Self>, d: usize, skip: bool) -> TestResult {
+        unit(e, d)?.set_skip_flush(skip);
+        Ok(())
+    }
+
+    fn invalidate_all(e: &mut Env<Self>, d: usize) -> TestResult {
+        let hal = e.hal();
+        tryx!(unit(e, d)?.invalidate_all(&hal), "invalidate all");
+        Ok(())
+    }
 }
 
 pub(crate) fn isolation_matrix(c: &Ctx) -> TestResult {
-    with_env(c, |e| {
-        need_devices(e, 3)?;
-        let a = Side::new(e, 0, IOVA_A, 100)?;
-        let b = Side::new(e, 1, IOVA_B, 200)?;
-        // Marks to see that nothing reaches the destinations.
-        a.dst.fill(101);
-        b.dst.fill(201);
-        paging_rows(e, 0, &a, &b, 100, 201)?;
-        a.dst.fill(101);
-        b.dst.fill(201);
-        paging_rows(e, 1, &b, &a, 200, 101)?;
-        a.dst.fill(101);
-        b.dst.fill(201);
-        // Identity: physical addresses reach memory; the paging domains'
-        // IOVAs are not theirs to reach.
-        let ident = 2;
-        tryx!(
-            e.core.attach(e.devs[ident].id, DomainId::IDENTITY),
-            "attach Identity"
-        );
-        let (p, q) = (e.page()?, e.page()?);
-        p.fill(300);
-        e.dma_read(ident, p.phys(), BUF_SIZE)?;
-        e.dma_write(ident, q.phys(), BUF_SIZE)?;
-        holds(&q, 300, "identity, both ways at physical addresses")?;
-        e.dma_write(ident, a.base + 0x1000, BUF_SIZE)?;
-        unchanged(
-            &a.dst,
-            101,
-            "a domain's page after an Identity device's write at its IOVA",
-        )?;
-        no_fault(e, ident)?;
-        // Blocked: the fourth device, or the Identity one moved there.
-        let blocked = if e.devs.len() > 3 { 3 } else { ident };
-        blocked_rows(e, blocked, &a)?;
-        for d in 0..e.devs.len().min(4) {
-            tryx!(e.core.detach(e.devs[d].id), "detach");
-        }
-        tryx!(e.core.free_domain(a.dom), "free A");
-        tryx!(e.core.free_domain(b.dom), "free B");
-        Ok(())
-    })
+    with_env(c, isolation::matrix)
 }
 
 pub(crate) fn stale_after_unmap(c: &Ctx) -> TestResult {
-    with_env(c, |e| {
-        need_devices(e, 1)?;
-        let dom = paging(e, 0)?;
-        let (src, x) = (e.page()?, e.page()?);
-        src.fill(400);
-        x.fill(401);
-        let at = IOVA_A + 0x10_0000;
-        e.map(dom, IOVA_A, &src, R)?;
-        e.map(dom, at, &x, RW)?;
-        tryx!(e.core.attach(e.devs[0].id, dom), "attach");
-        e.load(0, IOVA_A)?;
-        e.dma_write(0, at, BUF_SIZE)?;
-        holds(&x, 400, "write before the unmap")?;
-        // Unmap, no invalidation yet: the unit still holds the translation.
-        let mut gather = Gather::new();
-        tryx!(e.core.unmap(dom, Iova(at), 4096, &mut gather), "unmap");
-        x.fill(402);
-        e.dma_write(0, at, BUF_SIZE)?;
-        if x.mismatch(400, 0, BUF_SIZE).is_some() {
-            skip!(
-                "the unit did not keep the unmapped translation: this test cannot show the invalidation"
-            );
-        }
-        no_fault(e, 0)?;
-        defmt::println!("vtd_dma: unmapped page still reached before the sync (the unit caches)");
-        // The invalidation: the same write now faults.
-        x.fill(403);
-        tryx!(e.core.sync(dom, &mut gather), "sync");
-        e.dma_write(0, at, BUF_SIZE)?;
-        unchanged(&x, 403, "the unmapped page after the sync")?;
-        let mode = Mode::of(e, 0)?;
-        one_fault(e, dom, 0, at, true, mode.not_mapped(true))?;
-        tryx!(e.core.detach(e.devs[0].id), "detach");
-        tryx!(e.core.free_domain(dom), "free");
-        Ok(())
-    })
+    with_env(c, isolation::stale_after_unmap)
 }
 
 pub(crate) fn stale_after_replace(c: &Ctx) -> TestResult {
-    with_env(c, |e| {
-        need_devices(e, 1)?;
-        let (a, b) = (paging(e, 0)?, paging(e, 0)?);
-        let (src, p1, p2) = (e.page()?, e.page()?, e.page()?);
-        src.fill(500);
-        let at = IOVA_A + 0x20_0000;
-        for (dom, p) in [(a, &p1), (b, &p2)] {
-            e.map(dom, IOVA_A, &src, R)?;
-            e.map(dom, at, p, RW)?;
-        }
-        let dev = e.devs[0].id;
-        // The replace, done right: after warming A's translation, the
-        // device's writes go to B's page at once.
-        tryx!(e.core.attach(dev, a), "attach A");
-        e.load(0, IOVA_A)?;
-        e.dma_write(0, at, BUF_SIZE)?;
-        holds(&p1, 500, "through A")?;
-        p1.fill(501);
-        p2.fill(502);
-        tryx!(e.core.attach(dev, b), "replace A by B");
-        e.dma_write(0, at, BUF_SIZE)?;
-        holds(&p2, 500, "through B right after the replace")?;
-        unchanged(&p1, 501, "A's page after the replace")?;
-        // The negative control: the same replace without its flushes
-        // leaves the device on A's translation.
-        tryx!(e.core.attach(dev, a), "back to A");
-        e.dma_write(0, at, BUF_SIZE)?;
-        holds(&p1, 500, "through A again")?;
-        p1.fill(503);
-        p2.fill(504);
-        crate::vtd_env::unit(e, 0)?.set_skip_flush(true);
-        let r = e.core.attach(dev, b);
-        crate::vtd_env::unit(e, 0)?.set_skip_flush(false);
-        tryx!(r, "replace without flushes");
-        e.dma_write(0, at, BUF_SIZE)?;
-        check!(
-            p1.mismatch(500, 0, BUF_SIZE).is_none(),
-            "without the flushes the write did not reach A's page: the unit did not cache, so the test above cannot fail"
-        );
-        unchanged(&p2, 504, "B's page without the flushes")?;
-        defmt::println!(
-            "vtd_dma: replaced attachment still used the old translation without flushes"
-        );
-        let hal = e.hal();
-        tryx!(
-            crate::vtd_env::unit(e, 0)?.invalidate_all(&hal),
-            "invalidate all"
-        );
-        e.dma_write(0, at, BUF_SIZE)?;
-        holds(&p2, 500, "through B once flushed")?;
-        no_fault(e, 0)?;
-        tryx!(e.core.detach(dev), "detach");
-        tryx!(e.core.free_domain(a), "free A");
-        tryx!(e.core.free_domain(b), "free B");
-        Ok(())
-    })
+    with_env(c, isolation::stale_after_replace)
 }
