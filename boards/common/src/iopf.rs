@@ -24,6 +24,7 @@ use iommu::{Iova, PhysAddr};
 use crate::dma_env::{Env, check_fault, holds, need_devices, unchanged};
 use crate::edu::BUF_SIZE;
 use crate::harness::{Ctx, Failure, Suite, Test, TestResult};
+use crate::isolation::Isolation;
 use crate::pool::{self, Page};
 use crate::{check, check_eq, tryx};
 
@@ -148,11 +149,12 @@ fn cleanup<D: IommuDriver>(e: &mut Env<D>, dom: DomainId, pages: u32) -> TestRes
 /// access; the page it asked for is mapped; the retry succeeds. (An IOMMU
 /// may report one transfer's fault more than once: QEMU's SMMUv3 writes an
 /// event per burst. Every record must name the page; it is mapped once.)
-pub(crate) fn handled<D: IommuDriver>(e: &mut Env<D>, reasons: &[u16]) -> TestResult {
+pub(crate) fn handled<D: Isolation>(e: &mut Env<D>) -> TestResult {
     let pages = pool::pages_in_use();
     let seed = 1100;
     PAGER.take();
     let (dom, _src, dst) = prepare(e, PAGER.target(), seed)?;
+    let reasons = D::not_mapped(e, 0, true)?;
     first_write(e, &dst, seed)?;
     tryx!(e.core.process_faults(), "process_faults");
     let wanted = PAGER.take();
@@ -181,11 +183,12 @@ pub(crate) fn handled<D: IommuDriver>(e: &mut Env<D>, reasons: &[u16]) -> TestRe
 
 /// Through a fault object: the user reads the fault, maps, the retry
 /// succeeds; the fault is read once.
-fn through_object<D: IommuDriver>(e: &mut Env<D>, reasons: &[u16]) -> TestResult {
+fn through_object<D: Isolation>(e: &mut Env<D>) -> TestResult {
     let pages = pool::pages_in_use();
     let seed = 1200;
     let obj = tryx!(e.core.alloc_fault_object(), "alloc_fault_object");
     let (dom, _src, dst) = prepare(e, FaultTarget::Object(obj), seed)?;
+    let reasons = D::not_mapped(e, 0, true)?;
     first_write(e, &dst, seed)?;
     tryx!(e.core.process_faults(), "process_faults");
     let mut buf = [UserFault {
@@ -215,34 +218,20 @@ fn through_object<D: IommuDriver>(e: &mut Env<D>, reasons: &[u16]) -> TestResult
     Ok(())
 }
 
-fn vtd_reasons(e: &mut crate::vtd_env::Env) -> Result<&'static [u16], Failure> {
-    Ok(crate::vtd_dma::Mode::of(e, 0)?.not_mapped(true))
-}
-
-const SMMU_REASONS: &[u16] = &[iommu::drivers::smmuv3::evtq::id::F_TRANSLATION];
-
 fn vtd_handled(c: &Ctx) -> TestResult {
-    crate::vtd_env::with_env(c, |e| {
-        need_devices(e, 1)?;
-        let r = vtd_reasons(e)?;
-        handled(e, r)
-    })
+    crate::vtd_env::with_env(c, handled)
 }
 
 fn vtd_object(c: &Ctx) -> TestResult {
-    crate::vtd_env::with_env(c, |e| {
-        need_devices(e, 1)?;
-        let r = vtd_reasons(e)?;
-        through_object(e, r)
-    })
+    crate::vtd_env::with_env(c, through_object)
 }
 
 fn smmu_handled(c: &Ctx) -> TestResult {
-    crate::smmu_env::with_env(c, |e| handled(e, SMMU_REASONS))
+    crate::smmu_env::with_env(c, handled)
 }
 
 fn smmu_object(c: &Ctx) -> TestResult {
-    crate::smmu_env::with_env(c, |e| through_object(e, SMMU_REASONS))
+    crate::smmu_env::with_env(c, through_object)
 }
 
 /// The I/O page-fault suite.

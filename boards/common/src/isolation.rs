@@ -25,7 +25,8 @@ use crate::{check, skip, tryx};
 const R: Prot = Prot::READ;
 const RW: Prot = Prot::READ.union(Prot::WRITE);
 
-/// What the isolation tests need to know of a driver.
+/// What the isolation tests (and the fault suites built on them: `iopf`,
+/// the tour) need to know of a driver.
 pub(crate) trait Isolation: IommuDriver + Sized {
     /// Bytes of a transfer meant to fault: one fault record.
     const FAULTING: usize;

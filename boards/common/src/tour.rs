@@ -14,7 +14,8 @@ use iommu::pgtable::{Gather, Prot};
 
 use crate::dma_env::{Env, holds, need_devices, unchanged};
 use crate::edu::{BUF_SIZE, Edu};
-use crate::harness::{Ctx, Failure, Suite, Test, TestResult};
+use crate::harness::{Ctx, Suite, Test, TestResult};
+use crate::isolation::Isolation;
 use crate::platform::IommuKind;
 use crate::{check, check_eq, tryx};
 
@@ -196,11 +197,11 @@ fn isolation<D: IommuDriver>(e: &mut Env<D>, kind: IommuKind) -> TestResult {
 }
 
 /// Step 4: a fault handled by mapping the page, then the DMA retried.
-fn fault_retry<D: IommuDriver>(e: &mut Env<D>, reasons: &[u16]) -> TestResult {
+fn fault_retry<D: Isolation>(e: &mut Env<D>) -> TestResult {
     defmt::println!(
         "tour: Step 4. A fault handled: a DMA to a page not mapped yet faults, the domain's handler asks for the page, it is mapped, and the device's retry lands."
     );
-    crate::iopf::handled(e, reasons)?;
+    crate::iopf::handled(e)?;
     defmt::println!("tour:   the retried DMA reached the page the handler asked for");
     Ok(())
 }
@@ -229,11 +230,6 @@ fn nested(c: &Ctx) -> TestResult {
     Ok(())
 }
 
-fn vtd_reasons(e: &mut crate::vtd_env::Env) -> Result<&'static [u16], Failure> {
-    need_devices(e, 1)?;
-    Ok(crate::vtd_dma::Mode::of(e, 0)?.not_mapped(true))
-}
-
 fn vtd_translated(c: &Ctx) -> TestResult {
     crate::vtd_env::with_env(c, translated)
 }
@@ -241,10 +237,7 @@ fn vtd_isolation(c: &Ctx) -> TestResult {
     crate::vtd_env::with_env(c, |e| isolation(e, IommuKind::Vtd))
 }
 fn vtd_fault_retry(c: &Ctx) -> TestResult {
-    crate::vtd_env::with_env(c, |e| {
-        let r = vtd_reasons(e)?;
-        fault_retry(e, r)
-    })
+    crate::vtd_env::with_env(c, fault_retry)
 }
 fn vtd_sva(c: &Ctx) -> TestResult {
     crate::vtd_env::with_env(c, |e| sva(c, e))
@@ -256,7 +249,7 @@ fn smmu_isolation(c: &Ctx) -> TestResult {
     crate::smmu_env::with_env(c, |e| isolation(e, IommuKind::SmmuV3))
 }
 fn smmu_fault_retry(c: &Ctx) -> TestResult {
-    crate::smmu_env::with_env(c, |e| fault_retry(e, &[id::F_TRANSLATION]))
+    crate::smmu_env::with_env(c, fault_retry)
 }
 fn smmu_sva(c: &Ctx) -> TestResult {
     crate::smmu_env::with_env(c, |e| sva(c, e))
