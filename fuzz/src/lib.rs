@@ -133,19 +133,19 @@ pub mod inv_array {
     }
 }
 
-/// `vtd_fault`: the instance (u16), then the record's low and high words,
-/// all little-endian.
-pub mod fault {
+/// The record targets' input: the instance (u16), then the record's `N`
+/// words, all little-endian (bytes past the end read as zero).
+pub mod words {
     use super::*;
 
     /// The instance and the record.
-    pub fn decode(data: &[u8]) -> (u16, [u64; 2]) {
+    pub fn decode<const N: usize>(data: &[u8]) -> (u16, [u64; N]) {
         let instance = u16::from_le_bytes([byte(data, 0), byte(data, 1)]);
-        (instance, [le_u64(data, 2), le_u64(data, 10)])
+        (instance, core::array::from_fn(|i| le_u64(data, 2 + 8 * i)))
     }
 
     /// An input.
-    pub fn encode(instance: u16, words: [u64; 2]) -> Vec<u8> {
+    pub fn encode<const N: usize>(instance: u16, words: [u64; N]) -> Vec<u8> {
         let mut out = instance.to_le_bytes().to_vec();
         for w in words {
             out.extend_from_slice(&w.to_le_bytes());
@@ -154,26 +154,16 @@ pub mod fault {
     }
 }
 
+/// `vtd_fault`: the instance (u16), then the record's low and high words,
+/// all little-endian.
+pub mod fault {
+    pub use super::words::{decode, encode};
+}
+
 /// `vtd_prq`: the instance (u16), then the descriptor's four words, all
 /// little-endian.
 pub mod prq {
-    use super::*;
-
-    /// The instance and the descriptor.
-    pub fn decode(data: &[u8]) -> (u16, [u64; 4]) {
-        let instance = u16::from_le_bytes([byte(data, 0), byte(data, 1)]);
-        let w = |i: usize| le_u64(data, 2 + 8 * i);
-        (instance, [w(0), w(1), w(2), w(3)])
-    }
-
-    /// An input.
-    pub fn encode(instance: u16, words: [u64; 4]) -> Vec<u8> {
-        let mut out = instance.to_le_bytes().to_vec();
-        for w in words {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-        out
-    }
+    pub use super::words::{decode, encode};
 }
 
 /// `smmu_ste`: byte 0 caps bits, byte 1 `ssid_bits`, byte 2 `oas_bits`,
@@ -311,42 +301,11 @@ pub mod cmds {
 /// `smmu_evt`: the instance (u16), then the event record's four words, all
 /// little-endian.
 pub mod evt {
-    use super::*;
-
-    /// The instance and the record.
-    pub fn decode(data: &[u8]) -> (u16, [u64; 4]) {
-        let instance = u16::from_le_bytes([byte(data, 0), byte(data, 1)]);
-        let w = |i: usize| le_u64(data, 2 + 8 * i);
-        (instance, [w(0), w(1), w(2), w(3)])
-    }
-
-    /// An input.
-    pub fn encode(instance: u16, words: [u64; 4]) -> Vec<u8> {
-        let mut out = instance.to_le_bytes().to_vec();
-        for w in words {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-        out
-    }
+    pub use super::words::{decode, encode};
 }
 
 /// `smmu_pri`: the instance (u16), then the PRI record's two words, all
 /// little-endian.
 pub mod pri {
-    use super::*;
-
-    /// The instance and the record.
-    pub fn decode(data: &[u8]) -> (u16, [u64; 2]) {
-        let instance = u16::from_le_bytes([byte(data, 0), byte(data, 1)]);
-        (instance, [le_u64(data, 2), le_u64(data, 10)])
-    }
-
-    /// An input.
-    pub fn encode(instance: u16, words: [u64; 2]) -> Vec<u8> {
-        let mut out = instance.to_le_bytes().to_vec();
-        for w in words {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-        out
-    }
+    pub use super::words::{decode, encode};
 }
