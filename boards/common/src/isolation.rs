@@ -7,7 +7,7 @@
 //! What differs between IOMMUs — the fault reasons, how much a faulting
 //! transfer may move to raise one record, what a blocked device leaves
 //! behind, how the driver is told to skip its invalidations — is the
-//! [`Isolation`] trait, implemented in `vtd_isolation` and
+//! `Isolation` trait, implemented in `vtd_isolation` and
 //! `smmu_isolation`.
 
 use iommu::Iova;
